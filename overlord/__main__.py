@@ -1,0 +1,3 @@
+from overlord.cli.app import entrypoint
+
+entrypoint()

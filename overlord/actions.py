@@ -1,0 +1,395 @@
+"""Direct git steps and their compensation (SPEC §3 table).
+
+Each action has four parts:
+- ``prepare`` checks the repository and returns what the undo needs (recorded before acting);
+- ``done`` tells, from that record and the repository, whether the step already acted
+  (so a redelivered step does not act twice);
+- ``run`` acts and returns an output text;
+- ``undo`` puts every ref it moved back where the record says.
+Every action that checks out a branch returns to the branch that was checked out.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from overlord import defaults
+from overlord.config import ActionKind, Config, ProjectConfig
+from overlord.errors import DirtyTree, GitError, MissingBranch, StepFailed
+from overlord.git import Git
+from overlord.plan import DispatchStep
+
+Undo = dict[str, Any]
+
+
+@dataclass
+class Context:
+    config: Config
+    plan_id: str
+    step: DispatchStep
+
+    @property
+    def project(self) -> ProjectConfig:
+        assert self.step.project is not None
+        return self.config.projects[self.step.project]
+
+    @property
+    def git(self) -> Git:
+        return Git(self.project.path)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.step.params
+
+
+@dataclass(frozen=True)
+class Action:
+    prepare: Callable[[Context], Undo]
+    run: Callable[[Context, Undo], str]
+    done: Callable[[Context, Undo], bool]
+    undo: Callable[[Context, Undo], str]
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def require_clean(git: Git) -> None:
+    operation = git.operation_in_progress()
+    if operation:
+        raise DirtyTree(
+            f"{git.path}: a {operation} is in progress", f"finish or abort the {operation} first"
+        )
+    if git.is_dirty():
+        raise DirtyTree(
+            f"{git.path}: the working tree has uncommitted changes", "commit or stash them first"
+        )
+
+
+def require_branch(git: Git, branch: str) -> str:
+    sha = git.rev(f"refs/heads/{branch}")
+    if sha is None:
+        raise MissingBranch(f"{git.path}: no branch {branch!r}", "create it or pass another branch")
+    return sha
+
+
+def head_name(git: Git) -> str:
+    """The checked-out branch, or the commit when detached."""
+    return git.current_branch() or git.head()
+
+
+def move_branch(git: Git, branch: str, sha: str) -> None:
+    """Point ``branch`` at ``sha``; resets the tree when it is the checked-out branch."""
+    if git.current_branch() == branch:
+        git.reset_hard(sha)
+    else:
+        git.update_ref(f"refs/heads/{branch}", sha)
+
+
+@contextmanager
+def on_branch(git: Git, branch: str) -> Iterator[None]:
+    """Check out ``branch`` for the block, then go back to what was checked out."""
+    original = head_name(git)
+    if original != branch:
+        git.checkout(branch)
+    try:
+        yield
+    finally:
+        if head_name(git) != original:
+            git.checkout(original)
+
+
+def _branch_step_done(ctx: Context, undo: Undo) -> bool:
+    git = ctx.git
+    tip = git.rev(f"refs/heads/{undo['branch']}")
+    return (
+        tip is not None
+        and tip != undo["before"]
+        and git.last_commit(tip)["subject"] == undo["message"]
+    )
+
+
+def _branch_step_undo(ctx: Context, undo: Undo) -> str:
+    git = ctx.git
+    if git.rev(f"refs/heads/{undo['branch']}") != undo["before"]:
+        move_branch(git, undo["branch"], undo["before"])
+    return f"{undo['branch']} back at {undo['before'][:10]}"
+
+
+def _branch_prepare(ctx: Context, message: str) -> Undo:
+    git = ctx.git
+    require_clean(git)
+    branch = ctx.params["branch"]
+    return {"branch": branch, "before": require_branch(git, branch), "message": message}
+
+
+# --- run-tests ----------------------------------------------------------------
+
+
+def _tests_prepare(ctx: Context) -> Undo:
+    branch = ctx.params.get("branch")
+    if branch and branch != ctx.git.current_branch():
+        require_clean(ctx.git)
+        require_branch(ctx.git, branch)
+    return {}
+
+
+def run_command(argv: list[str], cwd: Any, timeout: float) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = (
+            exc.stdout
+            if isinstance(exc.stdout, str)
+            else (exc.stdout or b"").decode(errors="replace")
+        )
+        return -1, out + f"\ntimed out after {timeout:g}s"
+    except OSError as exc:
+        return -1, f"cannot run {argv[0]!r}: {exc.strerror}"
+    return proc.returncode, proc.stdout
+
+
+def _tests_run(ctx: Context, undo: Undo) -> str:
+    argv = shlex.split(ctx.project.test_command)
+    branch = ctx.params.get("branch") or head_name(ctx.git)
+    with on_branch(ctx.git, branch):
+        code, output = run_command(argv, ctx.project.path, ctx.step.timeout)
+    if code != 0:
+        last = [line for line in output.strip().splitlines() if line.strip()][-1:] or ["no output"]
+        reason = "timed out" if code == -1 and "timed out" in output else f"exit {code}"
+        raise StepFailed(
+            f"tests of {ctx.project.name} failed ({reason}): {last[0][:200]}", output=output
+        )
+    return output
+
+
+# --- merge --------------------------------------------------------------------
+
+
+def _merge_prepare(ctx: Context) -> Undo:
+    git = ctx.git
+    require_clean(git)
+    source, target = ctx.params["source"], ctx.params["target"]
+    return {
+        "branch": target,
+        "before": require_branch(git, target),
+        "source_sha": require_branch(git, source),
+        "message": f"Merge branch '{source}' into {target}",
+    }
+
+
+def _merge_run(ctx: Context, undo: Undo) -> str:
+    git = ctx.git
+    with on_branch(git, undo["branch"]):
+        new = git.merge_no_ff(ctx.params["source"], undo["message"])
+    return f"merged {ctx.params['source']} into {undo['branch']}: {new[:10]}"
+
+
+def _merge_done(ctx: Context, undo: Undo) -> bool:
+    git = ctx.git
+    tip = git.rev(f"refs/heads/{undo['branch']}")
+    if tip is None or tip == undo["before"]:
+        return False
+    parents = git.run("rev-list", "--parents", "-n", "1", tip).split()[1:]
+    return parents == [undo["before"], undo["source_sha"]]
+
+
+# --- tag ------------------------------------------------------------------------
+
+
+def _tag_prepare(ctx: Context) -> Undo:
+    git = ctx.git
+    name, ref = ctx.params["name"], ctx.params.get("ref") or "HEAD"
+    if git.tag_exists(name):
+        raise StepFailed(f"{git.path}: tag {name} already exists", "pick another version")
+    remote = ctx.project.remote
+    if remote in git.remotes() and f"refs/tags/{name}" in git.ls_remote(remote):
+        raise StepFailed(
+            f"{git.path}: tag {name} already exists on remote {remote}", "pick another version"
+        )
+    commit = git.rev(ref)
+    if commit is None:
+        raise MissingBranch(f"{git.path}: no ref {ref!r} to tag")
+    return {"tag": name, "commit": commit}
+
+
+def _tag_run(ctx: Context, undo: Undo) -> str:
+    message = ctx.params.get("message") or f"Release {undo['tag']}"
+    ctx.git.tag_annotated(undo["tag"], message, undo["commit"])
+    return f"tagged {undo['commit'][:10]} as {undo['tag']}"
+
+
+def _tag_done(ctx: Context, undo: Undo) -> bool:
+    return ctx.git.rev(f"refs/tags/{undo['tag']}") == undo["commit"]
+
+
+def _tag_undo(ctx: Context, undo: Undo) -> str:
+    if _tag_done(ctx, undo):
+        ctx.git.delete_tag(undo["tag"])
+        return f"deleted tag {undo['tag']}"
+    return f"tag {undo['tag']} already gone"
+
+
+# --- bump-version / update-dependency -----------------------------------------
+
+
+def _bump_prepare(ctx: Context) -> Undo:
+    return _branch_prepare(ctx, f"Bump version to {ctx.params['version']}")
+
+
+def _bump_run(ctx: Context, undo: Undo) -> str:
+    from overlord import metadata
+
+    git = ctx.git
+    with on_branch(git, undo["branch"]):
+        files = metadata.set_version(ctx.project.path, ctx.params["version"])
+        if not files:
+            return "version comes from tags: nothing to change"
+        rel = [str(f.relative_to(ctx.project.path)) if f.is_absolute() else str(f) for f in files]
+        sha = git.commit_paths(rel, undo["message"])
+    return f"set version {ctx.params['version']} in {', '.join(rel)}: {sha[:10]}"
+
+
+def _update_prepare(ctx: Context) -> Undo:
+    dep, version = ctx.params["dependency"], ctx.params["version"]
+    return _branch_prepare(ctx, f"Update {dep} to {version}")
+
+
+def _update_run(ctx: Context, undo: Undo) -> str:
+    from overlord import metadata
+
+    git = ctx.git
+    dep, version = ctx.params["dependency"], ctx.params["version"]
+    with on_branch(git, undo["branch"]):
+        change = metadata.rewrite_pin(ctx.project.path, dep, version)
+        if not change.changed:
+            return f"pin of {dep} left alone: {change.reason}"
+        path = (
+            change.file.relative_to(ctx.project.path) if change.file.is_absolute() else change.file
+        )
+        sha = git.commit_paths([str(path)], undo["message"])
+    return f"{', '.join(change.old)} -> {', '.join(change.new)}: {sha[:10]}"
+
+
+# --- clean-stale-branches -----------------------------------------------------
+
+
+def _clean_prepare(ctx: Context) -> Undo:
+    from overlord.scanner import stale_branches
+
+    git = ctx.git
+    mains = [b for b in ("main", "master", "develop") if git.branch_exists(b)]
+    days = int(ctx.params.get("days", ctx.config.dispatch.stale_branch_days))
+    current = git.current_branch()
+    stale = [s for s in stale_branches(git, mains, days) if s["name"] != current]
+    return {"branches": {s["name"]: s["sha"] for s in stale}}
+
+
+def _clean_run(ctx: Context, undo: Undo) -> str:
+    git = ctx.git
+    deleted = []
+    for name, sha in undo["branches"].items():
+        if name in defaults.PROTECTED_BRANCHES or name == git.current_branch():
+            continue
+        if git.rev(f"refs/heads/{name}") == sha:
+            git.delete_branch(name)
+            deleted.append(name)
+    return f"deleted {len(deleted)} stale branch(es): {', '.join(deleted) or 'none'}"
+
+
+def _clean_done(ctx: Context, undo: Undo) -> bool:
+    return all(not ctx.git.branch_exists(name) for name in undo["branches"])
+
+
+def _clean_undo(ctx: Context, undo: Undo) -> str:
+    git = ctx.git
+    restored = []
+    for name, sha in undo["branches"].items():
+        if not git.branch_exists(name):
+            git.create_branch(name, sha)
+            restored.append(name)
+    return f"recreated {', '.join(restored) or 'nothing'}"
+
+
+# --- push -----------------------------------------------------------------------
+
+
+def _push_prepare(ctx: Context) -> Undo:
+    git = ctx.git
+    refs = [f"refs/heads/{b}" for b in ctx.params.get("branches", [])]
+    refs += [f"refs/tags/{t}" for t in ctx.params.get("tags", [])]
+    want = {}
+    for ref in refs:
+        target = git.ref_target(ref)
+        if target is None:
+            raise MissingBranch(f"{git.path}: nothing to push at {ref}")
+        want[ref] = target
+    return {"remote": ctx.project.remote, "refs": want}
+
+
+def _push_run(ctx: Context, undo: Undo) -> str:
+    refspecs = [f"{ref}:{ref}" for ref in undo["refs"]]
+    try:
+        ctx.git.push_atomic(undo["remote"], refspecs)
+    except GitError as exc:
+        raise StepFailed(
+            f"push of {ctx.project.name} to {undo['remote']} rejected: {exc.message}"
+        ) from None
+    return f"pushed {', '.join(undo['refs'])} to {undo['remote']}"
+
+
+def _push_done(ctx: Context, undo: Undo) -> bool:
+    remote = ctx.git.ls_remote(undo["remote"])
+    return all(remote.get(ref) == target for ref, target in undo["refs"].items())
+
+
+# --- noop (benchmarks and tests) ----------------------------------------------
+
+
+def _noop_run(ctx: Context, undo: Undo) -> str:
+    seconds = float(ctx.params.get("seconds", 0))
+    if seconds:
+        time.sleep(seconds)
+    if ctx.params.get("fail"):
+        raise StepFailed(f"step {ctx.step.id} failed on purpose")
+    return "ok"
+
+
+def _nothing(ctx: Context, undo: Undo) -> str:
+    return "nothing to undo"
+
+
+def _never(ctx: Context, undo: Undo) -> bool:
+    return False
+
+
+def _empty(ctx: Context) -> Undo:
+    return {}
+
+
+ACTIONS: dict[ActionKind, Action] = {
+    ActionKind.RUN_TESTS: Action(_tests_prepare, _tests_run, _never, _nothing),
+    ActionKind.MERGE: Action(_merge_prepare, _merge_run, _merge_done, _branch_step_undo),
+    ActionKind.TAG: Action(_tag_prepare, _tag_run, _tag_done, _tag_undo),
+    ActionKind.BUMP_VERSION: Action(_bump_prepare, _bump_run, _branch_step_done, _branch_step_undo),
+    ActionKind.UPDATE_DEPENDENCY: Action(
+        _update_prepare, _update_run, _branch_step_done, _branch_step_undo
+    ),
+    ActionKind.CLEAN_STALE_BRANCHES: Action(_clean_prepare, _clean_run, _clean_done, _clean_undo),
+    ActionKind.PUSH: Action(_push_prepare, _push_run, _push_done, _nothing),
+    ActionKind.NOOP: Action(_empty, _noop_run, _never, _nothing),
+}

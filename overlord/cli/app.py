@@ -1,0 +1,97 @@
+"""The typer application and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from overlord.errors import EXIT_BAD_INPUT, OverlordError
+
+app = typer.Typer(
+    name="overlord",
+    help="Coordinate work across many git repositories: status, graph, plans, releases.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="Configuration file, for every command below."),
+    ] = None,
+) -> None:
+    """Coordinate work across many git repositories: status, graph, plans, releases."""
+    if config:
+        os.environ["OVERLORD_CONFIG"] = config
+
+
+_COMMAND_MODULES = (
+    "overlord.cli.status",
+    "overlord.cli.graph",
+    "overlord.cli.init",
+    "overlord.cli.memory",
+    "overlord.cli.autonomy",
+    "overlord.cli.dispatch",
+    "overlord.cli.plans",
+    "overlord.cli.release",
+    "overlord.cli.models",
+    "overlord.cli.services",
+    "overlord.cli.report",
+    "overlord.cli.demo",
+)
+
+
+def _register() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # command group not built yet
+            raise
+        module.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; map our errors to exit codes and one-line messages (SPEC §2)."""
+    from overlord.cli.common import err_console
+
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except OverlordError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
+        if exc.hint:
+            err_console.print(f"[dim]hint:[/] {exc.hint}", markup=True, soft_wrap=True)
+        return exc.exit_code
+    except typer.Abort:
+        err_console.print("aborted")
+        return 1
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception as exc:
+        # Usage errors (missing argument, bad option value) are click exceptions; typer
+        # may ship its own copy of click, so recognise them by shape, not by class.
+        show = getattr(exc, "show", None)
+        if callable(show) and hasattr(exc, "exit_code"):
+            show()
+            return EXIT_BAD_INPUT
+        raise
+    return rc if isinstance(rc, int) else 0
+
+
+def entrypoint() -> None:
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The approval conversation and live progress shared by dispatch, release and approve."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.live import Live
+
+from overlord import runner
+from overlord.cli.common import console, err_console, print_json
+from overlord.cli.render import outcome_line, plan_document, plan_header, steps_table
+from overlord.config import Config
+from overlord.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
+from overlord.plan import DispatchPlan, PlanState
+
+PUSH_QUESTION = "All tests pass. Push to remote?"
+
+
+def interactive(json_out: bool = False, detach: bool = False) -> bool:
+    """A person is at a terminal who can answer a question."""
+    return sys.stdin.isatty() and sys.stdout.isatty() and not json_out and not detach
+
+
+def ask(question: str) -> bool:
+    from rich.prompt import Confirm
+
+    return Confirm.ask(question, console=console, default=False)
+
+
+class Progress:
+    """Follows a plan: a live table in a terminal, one line per change elsewhere."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.live: Live | None = None
+        self.seen: dict[str, str] = {}
+
+    def __enter__(self) -> Progress:
+        if not self.quiet and console.is_terminal:
+            self.live = Live(console=console, refresh_per_second=8, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def __call__(self, plan: DispatchPlan) -> None:
+        if self.quiet:
+            return
+        if self.live is not None:
+            self.live.update(steps_table(plan))
+            return
+        for step in plan.steps:
+            if self.seen.get(step.id) != step.state.value:
+                self.seen[step.id] = step.state.value
+                if step.state.value != "pending":
+                    detail = f" ({step.error})" if step.error else ""
+                    console.print(
+                        f"  {step.id} {step.kind.value} {step.project or ''}: {step.state.value}{detail}"
+                    )
+
+
+def exit_code(plan: DispatchPlan) -> int:
+    if plan.state is PlanState.SUCCEEDED or plan.state is PlanState.REJECTED:
+        return EXIT_OK
+    if plan.state.waiting:
+        return EXIT_PENDING
+    if plan.state in (PlanState.QUEUED, PlanState.RUNNING):
+        return EXIT_OK  # detached: enqueued
+    return EXIT_FAILED
+
+
+def follow(config: Config, plan: DispatchPlan, *, detach: bool, json_out: bool) -> DispatchPlan:
+    """Run an approved plan, then ask about its push when one waits."""
+    with Progress(quiet=json_out) as progress:
+        plan = runner.run(config, plan.id, detach=detach, follow=progress)
+    return settle_push(config, plan, detach=detach, json_out=json_out)
+
+
+def settle_push(
+    config: Config, plan: DispatchPlan, *, detach: bool, json_out: bool
+) -> DispatchPlan:
+    if plan.state is not PlanState.AWAITING_PUSH:
+        return plan
+    if interactive(json_out, detach):
+        if ask(PUSH_QUESTION):
+            with Progress(quiet=json_out) as progress:
+                return runner.push(config, plan.id, follow=progress)
+        return runner.reject(config, plan.id)
+    if not json_out:
+        err_console.print(f"{PUSH_QUESTION} Waiting for a person: `overlord approve {plan.id}`")
+    return plan
+
+
+def report(plan: DispatchPlan, json_out: bool) -> int:
+    code = exit_code(plan)
+    if json_out:
+        print_json(plan_document(plan))
+        return code
+    if console.is_terminal is False:
+        console.print(steps_table(plan, outputs=True))
+    console.print(outcome_line(plan))
+    for note in plan.notes:
+        console.print(f"  {note}")
+    if plan.state.waiting:
+        console.print(
+            f"approve with: overlord approve {plan.id}   (or reject: overlord reject {plan.id})"
+        )
+    elif plan.state in (PlanState.QUEUED, PlanState.RUNNING):
+        console.print(f"enqueued; follow with: overlord plans show {plan.id}")
+    elif plan.state is PlanState.FAILED:
+        console.print(f"inspect with: overlord plans show {plan.id}")
+    return code
+
+
+def execute_and_report(
+    config: Config,
+    plan: DispatchPlan,
+    *,
+    dry_run: bool = False,
+    yes: bool = False,
+    detach: bool = False,
+    json_out: bool = False,
+) -> int:
+    """Preflight, show, decide, ask or save, run, report; returns the exit code."""
+    runner.preflight(config, plan)
+    verdict = runner.decide(config, plan, yes=yes)
+    if not json_out:
+        console.print(plan_header(plan))
+        console.print(steps_table(plan))
+        console.print(f"autonomy: {verdict.decision.value} — {verdict.reason}")
+    if dry_run:
+        if json_out:
+            print_json({**plan_document(plan), "verdict": verdict.as_dict(), "dry_run": True})
+        else:
+            console.print("dry run: nothing changed")
+        return EXIT_OK
+    if not verdict.execute and interactive(json_out, detach):
+        if not ask("Run this plan?"):
+            runner.submit(config, plan, verdict)
+            return report(runner.reject(config, plan.id), json_out)
+        verdict = runner.decide(config, plan, yes=True)
+    plan = runner.submit(config, plan, verdict)
+    if plan.state is PlanState.PENDING:
+        if json_out:
+            print_json(plan_document(plan))
+        else:
+            err_console.print(
+                f"plan {plan.id} saved as pending ({verdict.reason}); approve it with `overlord approve {plan.id}`"
+            )
+        return EXIT_PENDING
+    plan = follow(config, plan, detach=detach, json_out=json_out)
+    return report(plan, json_out)

@@ -1,0 +1,33 @@
+"""Every default Overlord uses, documented in one place."""
+
+from __future__ import annotations
+
+#: Where the configuration file lives when neither --config nor $OVERLORD_CONFIG is given.
+CONFIG_PATH = "~/.atom/overlord.yml"
+#: Name of the SQLite state database created beside the configuration file.
+STATE_FILE = "overlord.db"
+#: A project's test command when the configuration names none.
+TEST_COMMAND = "python -m pytest -q"
+#: At most this many steps of one plan run at once.
+MAX_CONCURRENT_STEPS = 5
+#: Seconds a step may run before it counts as failed.
+STEP_TIMEOUT = 300
+#: A merged branch older than this many days is stale.
+STALE_BRANCH_DAYS = 30
+#: Seconds between two health checks of a model endpoint.
+HEALTH_INTERVAL = 300
+#: Seconds a health check may take.
+HEALTH_TIMEOUT = 3.0
+#: The Celery queue of direct (git) steps; model queues are named after their endpoint.
+DIRECT_QUEUE = "direct"
+#: Branches clean-stale-branches never deletes.
+PROTECTED_BRANCHES = ("main", "master", "develop")
+#: Seconds a git command may take before it is stopped.
+GIT_TIMEOUT = 120
+#: Characters of a step's output kept in the state database.
+OUTPUT_TAIL = 4000
+#: Minion images (built from workers/Dockerfile.local and workers/Dockerfile.cloud).
+MINION_IMAGE_LOCAL = "overlord-minion-local:latest"
+MINION_IMAGE_CLOUD = "overlord-minion-cloud:latest"
+#: Lease of a global concurrency slot; a slot of a killed worker returns after it.
+SLOT_LEASE_SECONDS = 60

@@ -1,0 +1,162 @@
+"""Intent → plan: which steps, on which repositories, in which order (SPEC §3).
+
+Steps on the same repository always depend on the previous step there, so no two of
+them ever run at once; steps on different repositories are independent unless the
+action says otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from overlord.config import ActionKind, Config
+from overlord.errors import PlanError
+from overlord.parser import Intent, IntentKind
+from overlord.plan import DispatchPlan, DispatchStep
+
+#: Rough seconds per step kind, for the plan's estimated duration and line packing.
+ESTIMATES: dict[ActionKind, float] = {
+    ActionKind.RUN_TESTS: 10.0,
+    ActionKind.MINION: 120.0,
+}
+
+
+class PlanBuilder:
+    """Adds steps with stable ids (s1, s2 ...) and same-repository ordering."""
+
+    def __init__(self, config: Config, task: str, kind: str = "dispatch") -> None:
+        self.config = config
+        self.task = task
+        self.kind = kind
+        self.steps: list[DispatchStep] = []
+        self._last: dict[str, str] = {}
+
+    def add(
+        self,
+        kind: ActionKind,
+        project: str | None,
+        description: str,
+        after: list[str] | None = None,
+        **params: Any,
+    ) -> str:
+        step_id = f"s{len(self.steps) + 1}"
+        depends = list(after or [])
+        if project is not None and project in self._last and self._last[project] not in depends:
+            depends.append(self._last[project])
+        self.steps.append(
+            DispatchStep(
+                id=step_id,
+                kind=kind,
+                project=project,
+                description=description,
+                params=params,
+                depends_on=depends,
+                timeout=self.config.dispatch.step_timeout_default,
+                estimate=ESTIMATES.get(kind, 1.0),
+            )
+        )
+        if project is not None:
+            self._last[project] = step_id
+        return step_id
+
+    def build(self) -> DispatchPlan:
+        if not self.steps:
+            raise PlanError("the plan has no steps", "name at least one project")
+        plan = DispatchPlan(task=self.task, kind=self.kind, steps=self.steps)
+        plan.validate_dag()
+        shared = [n for n, p in self.config.projects.items() if p.role == "shared-library"]
+        plan.compute_scope(shared)
+        return plan
+
+
+def plan_for(intent: Intent, config: Config, *, tier: str | None = None) -> DispatchPlan:
+    """The plan that carries out ``intent``."""
+    if intent.kind is IntentKind.RELEASE:
+        from overlord.release import ReleaseOptions, plan_release
+
+        assert intent.project and intent.version
+        return plan_release(
+            config, ReleaseOptions(project=intent.project, version=intent.version), intent.text
+        )
+    if intent.kind is IntentKind.CODE:
+        from overlord.minions import plan_code
+
+        return plan_code(config, intent, tier=tier)
+    builder = PlanBuilder(config, intent.text)
+    for project in intent.projects:
+        _add_chore(builder, intent, project)
+    return builder.build()
+
+
+def _add_chore(builder: PlanBuilder, intent: Intent, project: str) -> None:
+    spec = builder.config.projects[project]
+    if intent.kind is IntentKind.RUN_TESTS:
+        builder.add(ActionKind.RUN_TESTS, project, f"run the tests of {project}")
+    elif intent.kind is IntentKind.CLEAN_STALE_BRANCHES:
+        days = builder.config.dispatch.stale_branch_days
+        builder.add(
+            ActionKind.CLEAN_STALE_BRANCHES,
+            project,
+            f"delete merged branches older than {days} days in {project}",
+            days=days,
+        )
+    elif intent.kind is IntentKind.MERGE:
+        assert intent.source and intent.target
+        builder.add(
+            ActionKind.MERGE,
+            project,
+            f"merge {intent.source} into {intent.target} in {project} (no fast-forward)",
+            source=intent.source,
+            target=intent.target,
+            branches=[intent.source, intent.target],
+        )
+    elif intent.kind is IntentKind.TAG:
+        assert intent.version
+        ref = spec.target_branch
+        builder.add(
+            ActionKind.TAG,
+            project,
+            f"tag {ref} of {project} as v{intent.version}",
+            name=f"v{intent.version}",
+            ref=ref,
+            branches=[ref],
+        )
+    elif intent.kind is IntentKind.UPDATE_DEPENDENCY:
+        _add_update(builder, intent, project)
+    else:  # pragma: no cover - the parser produces no other kind
+        raise PlanError(f"cannot plan {intent.kind.value!r}")
+
+
+def _add_update(builder: PlanBuilder, intent: Intent, project: str) -> None:
+    from overlord import metadata
+
+    config = builder.config
+    assert intent.dependency
+    dist = intent.dependency
+    version = intent.version
+    if intent.dependency in config.projects:
+        dep_project = config.projects[intent.dependency]
+        dist = dep_project.distribution
+        if version is None:
+            current = metadata.current_version(dep_project.path)
+            if current is None:
+                raise PlanError(
+                    f"cannot tell the version of {intent.dependency}",
+                    "say `update DEP to VERSION in P`",
+                )
+            version = str(current)
+    if version is None:
+        raise PlanError(f"no version given for {dist}", "say `update DEP to VERSION in P`")
+    branch = config.projects[project].source_branch
+    builder.add(
+        ActionKind.UPDATE_DEPENDENCY,
+        project,
+        f"pin {dist} to admit {version} in {project} on {branch}, commit",
+        dependency=dist,
+        version=version,
+        branch=branch,
+        branches=[branch],
+    )
+    builder.add(
+        ActionKind.RUN_TESTS, project, f"run the tests of {project} on {branch}", branch=branch
+    )

@@ -1,0 +1,284 @@
+"""From a saved plan to its outcome: approval, execution on Celery, following, and the
+plan commands that act from any shell (approve, reject, resume, cancel).
+
+The state database is the source of truth: a plan is saved before anything is
+enqueued, and every command here re-reads it, so any shell (or a new embedded runtime
+after a crash) can pick a plan up where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+
+from overlord.actions import head_name, require_branch, require_clean
+from overlord.autonomy import AutonomyPolicy, Verdict
+from overlord.config import ActionKind, Config
+from overlord.errors import OverlordError, PlanError, RepoNotFound
+from overlord.git import Git
+from overlord.plan import DispatchPlan, PlanState, StepState
+from overlord.store import Store
+
+#: Seconds between two reads of the plan while following it.
+POLL = 0.1
+
+Follow = Callable[[DispatchPlan], None]
+
+
+def store_for(config: Config) -> Store:
+    assert config.state_url
+    return Store(config.state_url)
+
+
+# --- before anything runs -----------------------------------------------------
+
+
+def preflight(config: Config, plan: DispatchPlan) -> None:
+    """Refuse, before anything changes, a plan whose repositories are missing, dirty,
+    mid-merge, or lack a branch it needs (SPEC §4.6)."""
+    for project in plan.projects:
+        spec = config.projects[project]
+        git = Git(spec.path)
+        if not git.is_repo():
+            raise RepoNotFound(
+                f"{project}: {spec.path} is missing or not a git repository",
+                "fix its path in the config",
+            )
+        steps = [s for s in plan.steps if s.project == project]
+        writes = [s for s in steps if s.kind not in (ActionKind.RUN_TESTS, ActionKind.NOOP)]
+        if writes or any(s.params.get("branch") for s in steps):
+            require_clean(git)
+        for step in steps:
+            for key in ("branch", "source", "target"):
+                if step.params.get(key):
+                    require_branch(git, step.params[key])
+
+
+def decide(config: Config, plan: DispatchPlan, *, yes: bool = False) -> Verdict:
+    touches = [t for t in (s.touch() for s in plan.steps) if t is not None]
+    return AutonomyPolicy(config).decide(
+        plan.kinds,
+        plan.scope,
+        is_release=plan.kind == "release",
+        scheduled_run=plan.scheduled_run,
+        yes=yes,
+        touches=touches,
+    )
+
+
+def submit(config: Config, plan: DispatchPlan, verdict: Verdict) -> DispatchPlan:
+    """Persist the plan: pending (a proposal) or queued (approved, about to run)."""
+    plan.requires_approval = not verdict.execute
+    plan.approval_reason = verdict.reason
+    plan.state = PlanState.QUEUED if verdict.execute else PlanState.PENDING
+    store_for(config).save(plan)
+    return plan
+
+
+# --- running ------------------------------------------------------------------
+
+
+def _owner(embedded: bool) -> dict[str, object]:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "embedded": embedded}
+
+
+def _owner_alive(owner: dict[str, object]) -> bool:
+    """Whether the process that ran an embedded plan is still alive on this machine."""
+    if not owner.get("embedded"):
+        return True  # distributed: workers own the steps; the broker redelivers
+    if owner.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(str(owner.get("pid"))), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _record_branches(config: Config, plan: DispatchPlan) -> dict[str, str | None]:
+    branches: dict[str, str | None] = dict(plan.original_branches)
+    for project in plan.projects:
+        if project not in branches:
+            try:
+                branches[project] = head_name(Git(config.projects[project].path))
+            except OverlordError:
+                branches[project] = None
+    return branches
+
+
+def run(
+    config: Config, plan_id: str, *, detach: bool = False, follow: Follow | None = None
+) -> DispatchPlan:
+    """Execute a queued (approved) plan; follow it unless detached in distributed mode."""
+    from overlord.tasks.compiler import compile_plan
+    from overlord.tasks.runtime import Runtime
+
+    store = store_for(config)
+    plan = store.load(plan_id)
+    if plan.state not in (PlanState.QUEUED, PlanState.RUNNING):
+        raise PlanError(f"plan {plan.id} is {plan.state.value}; only an approved plan runs")
+    with Runtime(config) as runtime:
+        assert runtime.app is not None
+        if not store.transition(
+            plan.id,
+            PlanState.RUNNING,
+            expect=[PlanState.QUEUED, PlanState.RUNNING],
+            original_branches=_record_branches(config, plan),
+            owner=_owner(runtime.embedded),
+        ):
+            raise PlanError(
+                f"plan {plan.id} changed state meanwhile; see `overlord plans show {plan.id}`"
+            )
+        plan = store.load(plan.id)
+        compile_plan(runtime.app, plan, config.dispatch.max_concurrent_steps).apply_async()
+        if detach and not runtime.embedded:
+            return store.load(plan.id)
+        return wait(config, plan.id, follow=follow)
+
+
+def wait(
+    config: Config, plan_id: str, *, follow: Follow | None = None, timeout: float | None = None
+) -> DispatchPlan:
+    """Read the plan until it settles (a terminal state, or waiting for a person)."""
+    store = store_for(config)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        plan = store.load(plan_id)
+        if follow:
+            follow(plan)
+        if plan.state.terminal or plan.state.waiting:
+            return plan
+        if deadline is not None and time.monotonic() > deadline:
+            return plan
+        time.sleep(POLL)
+
+
+def push(
+    config: Config, plan_id: str, *, follow: Follow | None = None, detach: bool = False
+) -> DispatchPlan:
+    """A person approved the push: run the push phase."""
+    from overlord.tasks.compiler import compile_push
+    from overlord.tasks.runtime import Runtime
+
+    store = store_for(config)
+    with Runtime(config) as runtime:
+        assert runtime.app is not None
+        if not store.transition(
+            plan_id,
+            PlanState.RUNNING,
+            expect=[PlanState.AWAITING_PUSH, PlanState.FAILED],
+            push_approved=True,
+        ):
+            raise PlanError(f"plan {plan_id} is not waiting for a push")
+        compile_push(runtime.app, store.load(plan_id)).apply_async()
+        if detach and not runtime.embedded:
+            return store.load(plan_id)
+        return wait(config, plan_id, follow=follow)
+
+
+def rollback(
+    config: Config, plan_id: str, *, cancelled: bool = False, follow: Follow | None = None
+) -> DispatchPlan:
+    """Start (or restart) the rollback of a plan and follow it to its end."""
+    from overlord.tasks.runtime import Runtime
+
+    store = store_for(config)
+    plan = store.load(plan_id)
+    if not _owner_alive(plan.owner):
+        for step in plan.steps:
+            if step.state is StepState.RUNNING:
+                store.finish(
+                    plan_id, step.id, StepState.FAILED, error="interrupted: its process died"
+                )
+    with Runtime(config) as runtime:
+        assert runtime.app is not None
+        if plan.state is not PlanState.FAILING:
+            from overlord import steps
+
+            if not steps.fail(config, plan_id, cancelled=cancelled):
+                return store.load(plan_id)
+        store.update_doc(plan_id, owner=_owner(runtime.embedded))
+        runtime.app.signature("overlord.rollback", args=(plan_id,), queue="direct").apply_async()
+        return wait(config, plan_id, follow=follow)
+
+
+# --- plan commands ------------------------------------------------------------
+
+
+def approve(
+    config: Config, plan_id: str, *, follow: Follow | None = None, detach: bool = False
+) -> DispatchPlan:
+    store = store_for(config)
+    plan = store.load(plan_id)
+    if plan.state is PlanState.AWAITING_PUSH:
+        return push(config, plan.id, follow=follow, detach=detach)
+    if plan.state is not PlanState.PENDING:
+        raise PlanError(f"plan {plan.id} is {plan.state.value}: there is nothing to approve")
+    preflight(config, plan)
+    store.transition(plan.id, PlanState.QUEUED, expect=[PlanState.PENDING])
+    store.event(plan.id, None, "approved", "approved by a person")
+    return run(config, plan.id, follow=follow, detach=detach)
+
+
+def reject(config: Config, plan_id: str) -> DispatchPlan:
+    store = store_for(config)
+    plan = store.load(plan_id)
+    if not store.transition(
+        plan.id, PlanState.REJECTED, expect=[PlanState.PENDING, PlanState.AWAITING_PUSH]
+    ):
+        raise PlanError(
+            f"plan {plan.id} is {plan.state.value}: only a waiting plan can be rejected"
+        )
+    for step in plan.steps:
+        if step.state is StepState.PENDING:
+            store.finish(plan.id, step.id, StepState.SKIPPED)
+    note = (
+        "rejected: nothing pushed, local changes kept"
+        if plan.state is PlanState.AWAITING_PUSH
+        else "rejected"
+    )
+    store.update_doc(plan.id, notes=[*plan.notes, note])
+    return store.load(plan.id)
+
+
+def resume(
+    config: Config, plan_id: str, *, follow: Follow | None = None, detach: bool = False
+) -> DispatchPlan:
+    """Finish a plan whose run stopped (a crash, a killed worker, a failed push)."""
+    store = store_for(config)
+    plan = store.load(plan_id)
+    if plan.state is PlanState.FAILING:
+        return rollback(config, plan.id, follow=follow)
+    if plan.state is PlanState.FAILED and plan.push_approved:
+        failed_push = [
+            s for s in plan.steps if s.kind is ActionKind.PUSH and s.state is StepState.FAILED
+        ]
+        if failed_push:
+            for step in failed_push:
+                store.set_step_state(plan.id, step.id, StepState.PENDING)
+            return push(config, plan.id, follow=follow, detach=detach)
+    if plan.state in (PlanState.QUEUED, PlanState.RUNNING):
+        if not _owner_alive(plan.owner):
+            store.reset_unfinished(plan.id)
+        return run(config, plan.id, follow=follow, detach=detach)
+    if plan.state.waiting:
+        raise PlanError(f"plan {plan.id} waits for approval", f"run `overlord approve {plan.id}`")
+    raise PlanError(f"plan {plan.id} is {plan.state.value}: there is nothing to resume")
+
+
+def cancel(config: Config, plan_id: str, *, follow: Follow | None = None) -> DispatchPlan:
+    """Stop a plan and roll back what it did."""
+    store = store_for(config)
+    plan = store.load(plan_id)
+    if plan.state is PlanState.PENDING:
+        store.transition(
+            plan.id, PlanState.CANCELLED, expect=[PlanState.PENDING], error="cancelled"
+        )
+        return store.load(plan.id)
+    if plan.state.terminal and plan.state is not PlanState.FAILED:
+        raise PlanError(f"plan {plan.id} is {plan.state.value}: there is nothing to cancel")
+    return rollback(config, plan.id, cancelled=True, follow=follow)

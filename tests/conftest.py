@@ -1,0 +1,53 @@
+"""Shared fixtures: an isolated HOME and git identity for every test, real git workspaces."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from tests.kit import Workspace, apply_env, build_workspace, isolate_git_env
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def service_up(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip on a laptop without the service; fail in CI, so CI never silently skips."""
+    if service_up(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def git_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = isolate_git_env(tmp_path_factory.mktemp("home"))
+    apply_env(monkeypatch, env)
+    return env
+
+
+@pytest.fixture
+def workspace(tmp_path, git_env) -> Workspace:
+    return build_workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def synced_workspace(tmp_path, git_env) -> Workspace:
+    return build_workspace(tmp_path / "ws", behind_upstream=False)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", "127.0.0.1", 6379)
+    return "redis://127.0.0.1:6379/0"
