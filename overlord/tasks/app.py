@@ -32,7 +32,7 @@ def queues(config: Config) -> list[str]:
 
 def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) -> Celery:
     """A Celery app for ``config`` on ``broker_url`` (default: the config's ``broker_url``)."""
-    from overlord.tasks import definitions
+    from overlord.tasks import definitions, scheduled
 
     broker = broker_url or (config.broker_url if config else None) or "redis://127.0.0.1:6379/0"
     app = Celery("overlord", set_as_current=False)
@@ -66,6 +66,7 @@ def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) 
     )
     app.overlord_config = config  # type: ignore[attr-defined]
     definitions.register(app)
+    scheduled.register(app)
     return app
 
 
