@@ -295,8 +295,8 @@ def _clean_prepare(ctx: Context) -> Undo:
     mains = [b for b in ("main", "master", "develop") if git.branch_exists(b)]
     days = int(ctx.params.get("days", ctx.config.dispatch.stale_branch_days))
     current = git.current_branch()
-    stale = [s for s in stale_branches(git, mains, days) if s["name"] != current]
-    return {"branches": {s["name"]: s["sha"] for s in stale}}
+    stale = stale_branches(git, mains, days, current=current)
+    return {"branches": {b.name: b.sha for b in stale if b.name != current}}
 
 
 def _clean_run(ctx: Context, undo: Undo) -> str:

@@ -218,10 +218,20 @@ def _kind(value: Any) -> str:
     )
 
 
+def _short_repr(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _key(part: object) -> str:
+    text = str(part)
+    return text if text and text.isprintable() and " " not in text else repr(text)
+
+
 def _describe(exc: ValidationError) -> str:
     errors = exc.errors()
     first = errors[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    key = ".".join(_key(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
         problem = "unknown key"
     elif first["type"] == "missing":
@@ -229,7 +239,7 @@ def _describe(exc: ValidationError) -> str:
     else:
         problem = first["msg"]
         if first["type"] not in ("value_error",) and "input" in first:
-            problem += f" (got {first['input']!r})"
+            problem += f" (got {_short_repr(first['input'])})"
         problem = problem.removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return f"{key}: {problem}{more}"

@@ -52,6 +52,7 @@ class Registry:
             lambda n: _short(n) == wanted,
             lambda n: n.lower().startswith(wanted),
             lambda n: n.lower().removeprefix(self._prefix).startswith(wanted),
+            lambda n: _short(n).startswith(wanted),
         ):
             found = [n for n in self.names if matcher(n)]
             if len(found) == 1:

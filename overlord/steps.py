@@ -255,7 +255,8 @@ def _remember(config: Config, plan: DispatchPlan) -> None:
     )
     try:
         assert config.state_url
-        for project in plan.projects or [None]:
+        projects: list[str | None] = list(plan.projects) or [None]
+        for project in projects:
             memory.remember(
                 config.state_url,
                 category,

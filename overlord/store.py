@@ -141,7 +141,7 @@ class Store:
             }
         )
 
-    def list(self, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def list_plans(self, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         query = select(db.plans).order_by(db.plans.c.created_at.desc()).limit(limit)
         if state:
             query = query.where(db.plans.c.state == state)

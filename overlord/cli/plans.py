@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
                 f"unknown plan state {status!r}",
                 f"use one of {', '.join(s.value for s in PlanState)}",
             )
-        rows = store_for(load_config(config_path)).list(status, limit)
+        rows = store_for(load_config(config_path)).list_plans(status, limit)
         if json_out:
             print_json({"plans": rows})
             return
