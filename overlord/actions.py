@@ -393,3 +393,12 @@ ACTIONS: dict[ActionKind, Action] = {
     ActionKind.PUSH: Action(_push_prepare, _push_run, _push_done, _nothing),
     ActionKind.NOOP: Action(_empty, _noop_run, _never, _nothing),
 }
+
+
+def action_for(kind: ActionKind) -> Action:
+    """The action of a step kind; minion steps live in ``overlord.minion_step``."""
+    if kind is ActionKind.MINION:
+        from overlord.minion_step import ACTION
+
+        return ACTION
+    return ACTIONS[kind]

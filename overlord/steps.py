@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from overlord.actions import ACTIONS, Context, head_name
+from overlord.actions import Context, action_for, head_name
 from overlord.config import ActionKind, Config
 from overlord.errors import OverlordError, RepoNotFound, StepFailed
 from overlord.git import Git
@@ -63,7 +63,7 @@ def execute(config: Config, plan_id: str, step_id: str, worker: str) -> dict[str
         if prior is None:
             return {"step": step_id, "state": "not-run"}
         ctx = Context(config, plan_id, prior)
-        action = ACTIONS[prior.kind]
+        action = action_for(prior.kind)
         try:
             if prior.undo and action.done(ctx, prior.undo):
                 output = "already done (redelivered): not acting again"
@@ -113,7 +113,7 @@ def undo(config: Config, plan_id: str, step_id: str) -> dict[str, Any]:
     try:
         with repo_lock(_project_path(config, step)):
             message = (
-                ACTIONS[step.kind].undo(Context(config, plan_id, step), step.undo)
+                action_for(step.kind).undo(Context(config, plan_id, step), step.undo)
                 if step.undo
                 else "nothing recorded"
             )
