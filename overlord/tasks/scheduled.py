@@ -1,9 +1,122 @@
-"""Scheduled runs (Celery beat): placeholder, filled in by the operations work."""
+"""Scheduled runs (Celery beat, SPEC §4.1): ``overlord.scheduled`` and the beat schedule.
+
+Beat sends ``overlord.scheduled`` with the schedule entry's *name* only. The task re-reads
+the configuration, parses the entry's text, plans it, and lets the autonomy policy decide
+with ``scheduled_run=True`` (never ``--yes``): an approved plan is enqueued on this app's
+broker (the task does not wait for it); anything else is saved as a pending proposal that
+``overlord plans`` shows and ``overlord approve ID`` runs.
+"""
 
 from __future__ import annotations
 
-from celery import Celery
+import os
+import socket
+from typing import Any
+
+from celery import Celery, Task
+
+from overlord.config import Config
+from overlord.errors import ConfigError, OverlordError
+from overlord.schedule import TASK_NAME, beat_schedule
 
 
 def register(app: Celery) -> None:
     """Register the scheduled-run task and the beat schedule on ``app``."""
+    config: Config | None = getattr(app, "overlord_config", None)
+    if config is not None and config.schedule:
+        app.conf.beat_schedule = beat_schedule(config)
+
+    @app.task(name=TASK_NAME, bind=True, shared=False)
+    def scheduled(self: Task, name: str) -> dict[str, Any]:
+        from overlord.tasks.definitions import _config
+
+        return run_entry(_config(self), name, self.app)
+
+
+def _fresh(config: Config) -> Config:
+    """The configuration as the file says now (an entry may have changed since start)."""
+    from overlord import config as config_module
+
+    if config.source is None:
+        return config
+    fresh = config_module.load(config.source)
+    return fresh
+
+
+def run_entry(config: Config, name: str, app: Celery) -> dict[str, Any]:
+    """Plan the schedule entry ``name`` and run it (approved) or propose it (pending)."""
+    from overlord import planner, runner
+    from overlord.parser import parse
+    from overlord.plan import PlanState
+    from overlord.registry import Registry
+
+    config = _fresh(config)
+    entry = config.schedule.get(name)
+    if entry is None:
+        raise ConfigError(
+            f"schedule entry {name!r} is no longer in the configuration",
+            "restart `overlord beat` after editing schedule:",
+        )
+    plan = planner.plan_for(parse(entry.task, Registry(config)), config)
+    plan.scheduled_run = True
+    plan.options = {**plan.options, "schedule": name}
+    verdict = runner.decide(config, plan)
+    problem = None
+    try:
+        runner.preflight(config, plan)
+    except OverlordError as exc:
+        problem = exc.message
+    if problem is not None:
+        from dataclasses import replace
+
+        from overlord.autonomy import Decision
+
+        verdict = replace(
+            verdict,
+            decision=Decision.PROPOSE,
+            needs_person=True,
+            reason=f"preflight failed: {problem}",
+        )
+    plan = runner.submit(config, plan, verdict)
+    if plan.state is PlanState.QUEUED:
+        enqueue(config, plan.id, app, schedule=name)
+    return {
+        "schedule": name,
+        "plan": plan.id,
+        "state": runner.store_for(config).state(plan.id).value,
+        "reason": verdict.reason,
+    }
+
+
+def enqueue(config: Config, plan_id: str, app: Celery, *, schedule: str) -> None:
+    """Mark the queued plan running and send its canvas to the workers (no waiting)."""
+    from overlord import runner
+    from overlord.actions import head_name
+    from overlord.git import Git
+    from overlord.plan import PlanState
+    from overlord.tasks.compiler import compile_plan
+
+    store = runner.store_for(config)
+    plan = store.load(plan_id)
+    branches: dict[str, str | None] = {}
+    for project in plan.projects:
+        try:
+            branches[project] = head_name(Git(config.projects[project].path))
+        except OverlordError:
+            branches[project] = None
+    owner = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "embedded": False,
+        "schedule": schedule,
+    }
+    if not store.transition(
+        plan_id,
+        PlanState.RUNNING,
+        expect=[PlanState.QUEUED],
+        original_branches=branches,
+        owner=owner,
+    ):
+        return
+    plan = store.load(plan_id)
+    compile_plan(app, plan, config.dispatch.max_concurrent_steps).apply_async()
