@@ -114,6 +114,7 @@ class DispatchConfig(_Strict):
     stale_branch_days: int = Field(default=defaults.STALE_BRANCH_DAYS, ge=0)
     on_saturated: str = Field(default="wait", pattern="^(wait|fallback)$")
     health_interval: int = Field(default=defaults.HEALTH_INTERVAL, ge=1)
+    slot_lease_seconds: float = Field(default=defaults.SLOT_LEASE_SECONDS, gt=0)
 
 
 class MinionsConfig(_Strict):

@@ -157,6 +157,17 @@ events = Table(
     Column("message", Text, nullable=False),
 )
 
+# Last health check of each model endpoint, for embedded mode (overlord.routing.dbcache).
+health = Table(
+    "health",
+    metadata,
+    Column("endpoint", String(100), primary_key=True),
+    Column("healthy", Integer, nullable=False),
+    Column("status", Text, nullable=False, default=""),
+    Column("checked_at", UtcDateTime, nullable=False),
+    Column("latency", Text, nullable=True),
+)
+
 # SQLite only: full-text index of memories.content, kept in sync by triggers.
 FTS_TABLE = "memories_fts"
 _SQLITE_FTS_DDL = (

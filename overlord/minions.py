@@ -1,15 +1,79 @@
-"""Code work for minions: planning minion steps (routing comes with the minion runtime)."""
+"""Code work for minions: one MINION step per project, routed to a model endpoint.
+
+Routing happens twice. At plan time (here) from the cached health — only when the cache
+holds no fresh record at all are the endpoints checked, all at once (about one timeout);
+an endpoint whose health is unknown counts as healthy — so the plan shows a tier, an
+endpoint and why. At run time (``overlord.minion_step``) the step routes
+again when its endpoint has since been found unhealthy, and records where it really went.
+"""
 
 from __future__ import annotations
 
-from overlord.config import Config
-from overlord.errors import PlanError
-from overlord.parser import Intent
+from overlord.config import ActionKind, Config
+from overlord.errors import EndpointUnavailable, PlanError
+from overlord.parser import Complexity, Intent
 from overlord.plan import DispatchPlan
+from overlord.planner import PlanBuilder
+from overlord.routing import route
+from overlord.routing.check import at_startup, in_flight_now
+from overlord.routing.tiers import tier as as_tier
+
+
+def branch_name(plan_id: str, step_id: str) -> str:
+    """The branch a minion step works on."""
+    return f"overlord/{plan_id}/{step_id}"
 
 
 def plan_code(config: Config, intent: Intent, *, tier: str | None = None) -> DispatchPlan:
-    raise PlanError(
-        f"code work ({intent.task_type}) needs the minion runtime, which is not wired in yet",
-        "use a git chore form for now (run tests, merge, tag, update, clean stale branches)",
+    """The plan for a code-work intent (format, lint, feature, review, ...)."""
+    if not config.models:
+        raise EndpointUnavailable(
+            "code work needs a model endpoint and none is configured",
+            "add one under `models:` in the config (see `overlord models`)",
+        )
+    assert intent.task_type is not None
+    task_type = intent.task_type.value
+    level = (intent.complexity or Complexity.MEDIUM).value
+    forced = as_tier(tier).value if tier else None
+    choice = route(
+        config,
+        task_type,
+        level,
+        health=at_startup(config),
+        in_flight=in_flight_now(config),
+        force_tier=forced,
     )
+    builder = PlanBuilder(config, intent.text)
+    instruction = intent.instruction or intent.text
+    projects = intent.projects or _default_projects(config)
+    for project in projects:
+        spec = config.projects[project]
+        base = intent.branch or spec.source_branch
+        step_id = builder.add(
+            ActionKind.MINION,
+            project,
+            f"{task_type} ({level}) in {project} on a new branch from {base}: {instruction}",
+            task_type=task_type,
+            complexity=level,
+            instruction=instruction,
+            base=base,
+            source=base,  # preflight checks that it exists
+            forced_tier=forced,
+        )
+        step = builder.steps[-1]
+        assert step.id == step_id
+        step.tier = choice.tier
+        step.queue = choice.queue
+        step.endpoint = choice.endpoint
+        step.route_reason = choice.reason
+    return builder.build()
+
+
+def _default_projects(config: Config) -> list[str]:
+    """``plan|design TEXT`` without projects: the shared libraries, else the first project."""
+    shared = [n for n, p in config.projects.items() if p.role == "shared-library"]
+    if shared:
+        return shared[:1]
+    if not config.projects:
+        raise PlanError("no project is configured", "add projects to the config")
+    return [next(iter(config.projects))]

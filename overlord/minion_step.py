@@ -1,0 +1,283 @@
+"""The MINION action (SPEC §3): a minion works on a new branch ``overlord/<plan>/<step>``.
+
+- ``prepare`` records the branch and its base (and the base's commit);
+- ``run`` routes again when the planned endpoint is now known to be unhealthy, holds one
+  of the endpoint's global slots (``routing.semaphore`` on the step's broker), runs the
+  minion (``containers.run_minion``) and, when the endpoint fails at call time (refused,
+  HTTP 5xx, timed out), marks it unhealthy and retries once on the fallback route; the
+  endpoint actually used and why are recorded on the step;
+- ``done``: the branch exists and has a commit beyond its base;
+- ``undo`` deletes the branch (and any worktree left on it).
+
+The API key's value is read from the environment here and handed to the runner only as
+``secrets``; the job carries the variable's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shlex
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+from overlord.actions import Action, Context, Undo
+from overlord.config import Config, ModelEndpoint
+from overlord.errors import EndpointUnavailable, MissingBranch, StepFailed
+from overlord.git import Git
+from overlord.minions import branch_name
+from overlord.routing import Choice, route
+from overlord.routing.broker import broker_url, client, lease_seconds
+from overlord.routing.check import current, health_cache, in_flight_now
+from overlord.routing.endpoints import FALLBACK, is_healthy
+from overlord.routing.health import HealthCache, mark_unhealthy
+from overlord.routing.semaphore import Semaphore
+
+log = logging.getLogger(__name__)
+
+#: A minion failure that says the endpoint itself failed (worth a fallback).
+ENDPOINT_FAILURE = re.compile(
+    r"model endpoint \S+ returned HTTP 5\d\d"
+    r"|model request to \S+ timed out"
+    r"|cannot reach model endpoint",
+)
+#: Seconds a retry on the fallback needs at least; with less left the step just fails.
+MIN_RETRY_SECONDS = 5.0
+#: Seconds between two tries of a waiting step for a slot (with jitter); short, so a freed
+#: slot is taken again quickly (bench/endpoint_limit.py), cheap for Redis (one Lua call).
+SLOT_POLL = 0.02
+
+_local_slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_local_lock = threading.Lock()
+
+
+def endpoint_failure(reason: str | None) -> bool:
+    return bool(reason and ENDPOINT_FAILURE.search(reason))
+
+
+# --- prepare / done / undo -----------------------------------------------------------
+
+
+def _prepare(ctx: Context) -> Undo:
+    git = ctx.git
+    base = str(ctx.params.get("base") or ctx.project.source_branch)
+    base_sha = git.rev(f"refs/heads/{base}") or git.rev(base)
+    if base_sha is None:
+        raise MissingBranch(
+            f"{git.path}: no branch {base!r} to start the minion from", "create it or pass another"
+        )
+    return {"branch": branch_name(ctx.plan_id, ctx.step.id), "base": base, "base_sha": base_sha}
+
+
+def _done(ctx: Context, undo: Undo) -> bool:
+    tip = ctx.git.rev(f"refs/heads/{undo['branch']}")
+    return tip is not None and tip != undo.get("base_sha")
+
+
+def worktrees_on(git: Git, branch: str) -> list[str]:
+    """Paths of the worktrees that have ``branch`` checked out."""
+    out = git.run("worktree", "list", "--porcelain", check=False)
+    paths, current_path = [], None
+    for line in out.splitlines():
+        if line.startswith("worktree "):
+            current_path = line.removeprefix("worktree ")
+        elif line == f"branch refs/heads/{branch}" and current_path:
+            paths.append(current_path)
+    return paths
+
+
+def _undo(ctx: Context, undo: Undo) -> str:
+    git = ctx.git
+    branch = undo["branch"]
+    for path in worktrees_on(git, branch):
+        git.run("worktree", "remove", "--force", path, check=False)
+    git.run("worktree", "prune", check=False)
+    if not git.branch_exists(branch):
+        return f"branch {branch} already gone"
+    git.delete_branch(branch)
+    return f"deleted branch {branch}"
+
+
+# --- routing at run time ---------------------------------------------------------------
+
+
+def _reroute(
+    ctx: Context, health: Mapping[str, Any], url: str | None, on_saturated: str | None = None
+) -> Choice:
+    params = ctx.params
+    return route(
+        ctx.config,
+        params.get("task_type", "feature"),
+        params.get("complexity", "medium"),
+        health=health,
+        in_flight=in_flight_now(ctx.config, url),
+        force_tier=params.get("forced_tier") or None,
+        on_saturated=on_saturated,
+    )
+
+
+def _planned(ctx: Context, health: Mapping[str, Any], url: str | None) -> Choice:
+    """The planned endpoint while it is not known to be unhealthy; else a new route."""
+    config, step = ctx.config, ctx.step
+    name = step.endpoint
+    if name and name in config.models and is_healthy(health, name):
+        e = config.models[name]
+        reason = step.route_reason or "preferred"
+        return Choice(e.name, e.queue_name, e.tier, e.model, reason, e.tier, url=e.endpoint)
+    choice = _reroute(ctx, health, url)
+    if not name:
+        return choice
+    record = health.get(name)
+    why = getattr(record, "status", "") or "not configured any more"
+    return replace(choice, reason=f"re-routed at run time: {name} is down ({why}); {choice.reason}")
+
+
+def _saturation_fallback(
+    ctx: Context, choice: Choice, health: Mapping[str, Any], url: str | None
+) -> Choice:
+    """``on_saturated: fallback``: a full endpoint gives way to the next tier with a free slot."""
+    config = ctx.config
+    if url is None or config.dispatch.on_saturated != FALLBACK or ctx.params.get("forced_tier"):
+        return choice
+    endpoint = config.models[choice.endpoint]
+    used = in_flight_now(config, url).get(choice.endpoint, 0)
+    if used < endpoint.concurrent:
+        return choice
+    other = _reroute(ctx, health, url, on_saturated=FALLBACK)
+    if other.endpoint == choice.endpoint:
+        return choice
+    return replace(other, reason=f"{choice.endpoint} saturated at run time; {other.reason}")
+
+
+# --- slots -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def slot(
+    config: Config, endpoint: ModelEndpoint, url: str | None, timeout: float
+) -> Iterator[None]:
+    """Hold one of the endpoint's slots: global on the broker ``url``, else for this process."""
+    if url:
+        semaphore = Semaphore.for_endpoint(client(url), endpoint, lease_seconds(config))
+        with semaphore.hold(timeout=max(0.0, timeout), poll=SLOT_POLL):
+            yield
+        return
+    key = (endpoint.name, endpoint.concurrent)
+    with _local_lock:
+        local = _local_slots.setdefault(key, threading.BoundedSemaphore(endpoint.concurrent))
+    if not local.acquire(timeout=max(0.0, timeout)):
+        raise StepFailed(f"endpoint {endpoint.name}: no free slot within {timeout:g} s")
+    try:
+        yield
+    finally:
+        local.release()
+
+
+# --- run -----------------------------------------------------------------------------------
+
+
+def job_for(ctx: Context, undo: Undo, endpoint: ModelEndpoint) -> dict[str, Any]:
+    """The minion job: no secret in it, only the name of the key's variable."""
+    project, params = ctx.project, ctx.params
+    return {
+        "repo": str(project.path),
+        "branch": undo["branch"],
+        "base": undo["base"],
+        "instruction": params.get("instruction") or ctx.step.description,
+        "task_type": params.get("task_type", "feature"),
+        "endpoint": endpoint.endpoint,
+        "model": endpoint.model,
+        "api_key_env": endpoint.api_key_env,
+        "test_command": shlex.split(project.test_command) if project.test_command else None,
+        "lint_command": shlex.split(project.lint_command) if project.lint_command else None,
+        "tier": endpoint.tier.value,
+        "plan": ctx.plan_id,
+        "step": ctx.step.id,
+    }
+
+
+def secrets_for(endpoint: ModelEndpoint) -> dict[str, str]:
+    name = endpoint.api_key_env
+    value = os.environ.get(name) if name else None
+    return {name: value} if name and value else {}
+
+
+def _record(ctx: Context, choice: Choice) -> None:
+    from overlord.store import Store
+
+    assert ctx.config.state_url
+    Store(ctx.config.state_url).set_route(ctx.plan_id, ctx.step.id, choice.endpoint, choice.reason)
+
+
+def _call(ctx: Context, undo: Undo, choice: Choice, url: str | None, deadline: float) -> Any:
+    from overlord import containers
+
+    config = ctx.config
+    endpoint = config.models[choice.endpoint]
+    with slot(config, endpoint, url, deadline - time.monotonic()):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StepFailed(
+                f"step timed out after {ctx.step.timeout}s waiting for {endpoint.name}"
+            )
+        return containers.run_minion(
+            job_for(ctx, undo, endpoint),
+            backend=containers.choose_backend(config),
+            config=config,
+            timeout=left,
+            secrets=secrets_for(endpoint),
+        )
+
+
+def _summary(result: Any, choice: Choice) -> str:
+    lines = [result.summary.strip() or "(no summary)"]
+    files = ", ".join(result.files_changed) or "none"
+    commit = (result.commit or "")[:10] or "no commit (nothing changed)"
+    lines.append(f"branch {result.branch}: {commit}; files: {files}")
+    lines.append(f"endpoint {choice.endpoint} ({choice.reason}); turns {result.turns}")
+    return "\n".join(lines)
+
+
+def _run(ctx: Context, undo: Undo) -> str:
+    config = ctx.config
+    deadline = time.monotonic() + ctx.step.timeout
+    cache: HealthCache = health_cache(config)
+    health: dict[str, Any] = dict(current(config, cache))
+    url = broker_url(config)
+    choice = _saturation_fallback(ctx, _planned(ctx, health, url), health, url)
+    attempts = 0
+    while True:
+        attempts += 1
+        _record(ctx, choice)
+        result = _call(ctx, undo, choice, url, deadline)
+        if result.ok:
+            return _summary(result, choice)
+        reason = result.reason or "the minion failed without a reason"
+        failure = f"minion on {choice.endpoint} failed: {reason}"
+        if not endpoint_failure(reason) or attempts > 1:
+            raise StepFailed(failure, output=result.logs_tail)
+        health[choice.endpoint] = mark_unhealthy(cache, choice.endpoint, _short(reason))
+        if deadline - time.monotonic() < MIN_RETRY_SECONDS:
+            raise StepFailed(
+                f"{failure}; no time left to retry on a fallback", output=result.logs_tail
+            )
+        try:
+            fallback = _reroute(ctx, health, url)
+        except EndpointUnavailable as exc:
+            raise StepFailed(
+                f"{failure}; no fallback: {exc.message}", output=result.logs_tail
+            ) from None
+        failed_at = f"{choice.endpoint} failed at call time ({_short(reason)})"
+        choice = replace(fallback, reason=f"fallback: {failed_at}; {fallback.reason}")
+
+
+def _short(reason: str) -> str:
+    return reason if len(reason) <= 160 else reason[:157] + "..."
+
+
+ACTION = Action(_prepare, _run, _done, _undo)

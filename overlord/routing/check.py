@@ -1,0 +1,106 @@
+"""Where health records live, and when endpoints are checked (SPEC §4.5).
+
+- The cache: Redis (``broker_url``) in distributed mode, shared by every worker and
+  machine; the state database in embedded mode (``routing.dbcache``).
+- ``at_startup``: when the cache holds no fresh record at all, check every endpoint at
+  once (bounded by about one timeout); otherwise just read the cache.
+- ``refresh``: check every endpoint now (the periodic ``overlord.health`` task and
+  ``overlord models --check``).
+- ``cached``: read only, never checks, never raises (planning uses it).
+- ``in_flight_now``: slots in use per endpoint, from the broker's semaphores (0 without one).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from overlord import defaults
+from overlord.config import Config
+from overlord.routing.health import HealthCache, HealthRecord, check_all, refresh_if_stale, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def health_cache(config: Config) -> HealthCache:
+    """The cache this configuration's dispatchers and workers share."""
+    if config.broker_url:
+        from overlord.routing.broker import client
+        from overlord.routing.health import RedisHealthCache
+
+        return RedisHealthCache(client(config.broker_url))
+    from overlord.routing.dbcache import DbHealthCache
+
+    assert config.state_url
+    return DbHealthCache(config.state_url)
+
+
+def cached(config: Config, cache: HealthCache | None = None) -> dict[str, HealthRecord]:
+    """The cached record of each configured endpoint; {} when the cache cannot be read."""
+    try:
+        records = (cache or health_cache(config)).all()
+    except Exception as exc:  # an unreachable cache means "unknown", which routes as healthy
+        log.warning("health cache unreadable: %s", exc)
+        return {}
+    return {name: r for name, r in records.items() if name in config.models}
+
+
+def fresh(config: Config, records: dict[str, HealthRecord]) -> dict[str, HealthRecord]:
+    """The records younger than ``dispatch.health_interval``."""
+    now = utcnow()
+    limit = config.dispatch.health_interval
+    return {name: r for name, r in records.items() if r.age(now) <= limit}
+
+
+def refresh(
+    config: Config, cache: HealthCache | None = None, *, timeout: float = defaults.HEALTH_TIMEOUT
+) -> dict[str, HealthRecord]:
+    """Check every endpoint now (all at once) and store the results."""
+    store = cache or health_cache(config)
+    records = check_all(config, timeout)
+    for record in records.values():
+        try:
+            store.put(record)
+        except Exception as exc:
+            log.warning("health of %s not cached: %s", record.endpoint, exc)
+    return records
+
+
+def at_startup(
+    config: Config, cache: HealthCache | None = None, *, timeout: float = defaults.HEALTH_TIMEOUT
+) -> dict[str, HealthRecord]:
+    """The cache when it holds a fresh record; else check every endpoint at once first."""
+    store = cache or health_cache(config)
+    records = cached(config, store)
+    if not config.models or fresh(config, records):
+        return records
+    return {**records, **refresh(config, store, timeout=timeout)}
+
+
+def current(
+    config: Config, cache: HealthCache | None = None, *, timeout: float = defaults.HEALTH_TIMEOUT
+) -> dict[str, HealthRecord]:
+    """Every endpoint's record, checking (all at once) only the missing or stale ones.
+
+    For workers, just before a step calls a model; never raises.
+    """
+    store = cache or health_cache(config)
+    try:
+        return refresh_if_stale(config, store, timeout=timeout)
+    except Exception as exc:
+        log.warning("health refresh failed: %s", exc)
+        return cached(config, store)
+
+
+def in_flight_now(config: Config, url: str | None = None) -> dict[str, int]:
+    """Slots in use per endpoint on broker ``url`` (default the config's); {} without one."""
+    url = url or config.broker_url
+    if not url or not config.models:
+        return {}
+    from overlord.routing.broker import client
+    from overlord.routing.semaphore import in_flight
+
+    try:
+        return in_flight(client(url), config)
+    except Exception as exc:
+        log.warning("slots in use unknown (broker %s): %s", url, exc)
+        return {}
