@@ -247,6 +247,17 @@ def _tag_undo(ctx: Context, undo: Undo) -> str:
 # --- bump-version / update-dependency -----------------------------------------
 
 
+def commit_or_restore(git: Git, paths: list[str], message: str) -> str:
+    """Commit ``paths``; when the commit is refused (a hook, ...), put them back as they
+    were at HEAD so the failed step leaves the working tree clean."""
+    try:
+        return git.commit_paths(paths, message)
+    except GitError:
+        git.run("reset", "-q", "HEAD", "--", *paths, check=False)
+        git.run("checkout", "-q", "HEAD", "--", *paths, check=False)
+        raise
+
+
 def _bump_prepare(ctx: Context) -> Undo:
     return _branch_prepare(ctx, f"Bump version to {ctx.params['version']}")
 
@@ -260,7 +271,7 @@ def _bump_run(ctx: Context, undo: Undo) -> str:
         if not files:
             return "version comes from tags: nothing to change"
         rel = [str(f.relative_to(ctx.project.path)) if f.is_absolute() else str(f) for f in files]
-        sha = git.commit_paths(rel, undo["message"])
+        sha = commit_or_restore(git, rel, undo["message"])
     return f"set version {ctx.params['version']} in {', '.join(rel)}: {sha[:10]}"
 
 
@@ -281,7 +292,7 @@ def _update_run(ctx: Context, undo: Undo) -> str:
         path = (
             change.file.relative_to(ctx.project.path) if change.file.is_absolute() else change.file
         )
-        sha = git.commit_paths([str(path)], undo["message"])
+        sha = commit_or_restore(git, [str(path)], undo["message"])
     return f"{', '.join(change.old)} -> {', '.join(change.new)}: {sha[:10]}"
 
 

@@ -211,7 +211,9 @@ def _record(ctx: Context, choice: Choice) -> None:
     from overlord.store import Store
 
     assert ctx.config.state_url
-    Store(ctx.config.state_url).set_route(ctx.plan_id, ctx.step.id, choice.endpoint, choice.reason)
+    Store(ctx.config.state_url).set_route(
+        ctx.plan_id, ctx.step.id, choice.endpoint, choice.reason, tier=choice.tier.value
+    )
 
 
 def _call(ctx: Context, undo: Undo, choice: Choice, url: str | None, deadline: float) -> Any:

@@ -21,8 +21,10 @@ from overlord.git import Git
 from overlord.plan import DispatchPlan, PlanState, StepState
 from overlord.store import Store
 
-#: Seconds between two reads of the plan while following it.
+#: Seconds between two reads of the whole plan while following it (progress display).
 POLL = 0.1
+#: Seconds between two reads of the plan's state while waiting for it to settle.
+STATE_POLL = 0.02
 
 Follow = Callable[[DispatchPlan], None]
 
@@ -145,16 +147,21 @@ def wait(
 ) -> DispatchPlan:
     """Read the plan until it settles (a terminal state, or waiting for a person)."""
     store = store_for(config)
+    plan_id = store.resolve_id(plan_id)
     deadline = None if timeout is None else time.monotonic() + timeout
+    shown = 0.0
     while True:
-        plan = store.load(plan_id)
-        if follow:
-            follow(plan)
-        if plan.state.terminal or plan.state.waiting:
-            return plan
-        if deadline is not None and time.monotonic() > deadline:
-            return plan
-        time.sleep(POLL)
+        # the plan's state is one cheap read; the whole plan is loaded for ``follow`` at
+        # most every POLL seconds (and once at the end)
+        state = store.state(plan_id)
+        settled = state.terminal or state.waiting
+        late = deadline is not None and time.monotonic() > deadline
+        if follow and (settled or late or time.monotonic() - shown >= POLL):
+            follow(store.load(plan_id))
+            shown = time.monotonic()
+        if settled or late:
+            return store.load(plan_id)
+        time.sleep(STATE_POLL)
 
 
 def push(
@@ -242,7 +249,11 @@ def reject(config: Config, plan_id: str) -> DispatchPlan:
         else "rejected"
     )
     store.update_doc(plan.id, notes=[*plan.notes, note])
-    return store.load(plan.id)
+    from overlord.steps import remember_outcome
+
+    rejected = store.load(plan.id)
+    remember_outcome(config, rejected)
+    return rejected
 
 
 def resume(

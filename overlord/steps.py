@@ -57,7 +57,7 @@ def execute(config: Config, plan_id: str, step_id: str, worker: str) -> dict[str
     """Run a step once: claim it, check whether it already acted, prepare, act, record."""
     assert config.state_url
     store = Store(config.state_url)
-    step = store.load(plan_id).step(step_id)
+    step = store.load_step(plan_id, step_id)
     with repo_lock(_project_path(config, step)):
         prior = store.claim(plan_id, step_id, worker)
         if prior is None:
@@ -69,7 +69,8 @@ def execute(config: Config, plan_id: str, step_id: str, worker: str) -> dict[str
                 output = "already done (redelivered): not acting again"
             else:
                 undo = action.prepare(ctx)
-                store.record_undo(plan_id, step_id, undo)
+                if undo:  # nothing to record for read-only steps
+                    store.record_undo(plan_id, step_id, undo)
                 output = action.run(ctx, undo)
         except OverlordError as exc:
             store.finish(
@@ -98,7 +99,9 @@ def undo_order(plan: DispatchPlan) -> list[str]:
         for s in plan.steps
         if s.undo and s.state in (StepState.FAILED, StepState.RUNNING, StepState.SKIPPED)
     ]
-    done = [s for s in plan.steps if s.state is StepState.SUCCEEDED]
+    # a completed step that recorded nothing (run-tests, noop) has nothing to compensate:
+    # it stays succeeded and is not reported as undone
+    done = [s for s in plan.steps if s.state is StepState.SUCCEEDED and s.undo]
     done.sort(key=lambda s: s.finished_seq or 0, reverse=True)
     return unfinished + [s.id for s in done if s.kind is not ActionKind.PUSH]
 
@@ -161,7 +164,7 @@ def finish_rollback(config: Config, plan_id: str) -> PlanState:
         final = PlanState.CANCELLED if cancelled else PlanState.ROLLED_BACK
         note = f"rolled back: undid {', '.join(undone) or 'nothing'}"
     store.transition(plan_id, final, undone=undone, notes=[*plan.notes, note])
-    _remember(config, store.load(plan_id))
+    remember_outcome(config, store.load(plan_id))
     return final
 
 
@@ -172,6 +175,11 @@ def finish(config: Config, plan_id: str) -> PlanState:
     plan = store.load(plan_id)
     if plan.state is not PlanState.RUNNING:
         return plan.state
+    # a step interrupted inside ``on_branch`` (a killed worker) left its repo on another
+    # branch; its redelivery found the work done and did not act, so put it back here
+    problems = restore_branches(config, plan)
+    if problems:
+        store.update_doc(plan_id, notes=[*plan.notes, f"not restored: {'; '.join(problems)}"])
     failed = [s for s in plan.steps if s.state is StepState.FAILED]
     pending_push = [
         s for s in plan.steps if s.kind is ActionKind.PUSH and s.state is StepState.PENDING
@@ -186,7 +194,7 @@ def finish(config: Config, plan_id: str) -> PlanState:
     else:
         store.transition(plan_id, PlanState.SUCCEEDED, expect=[PlanState.RUNNING])
     final = store.load(plan_id)
-    _remember(config, final)
+    remember_outcome(config, final)
     return final.state
 
 
@@ -214,7 +222,7 @@ def fail(config: Config, plan_id: str, *, cancelled: bool = False) -> bool:
             error=error,
             notes=[*plan.notes, "rollback_on_failure is off: state left for inspection"],
         )
-        _remember(config, store.load(plan_id))
+        remember_outcome(config, store.load(plan_id))
         return False
     return store.transition(plan_id, PlanState.FAILING, expect=live, error=error)
 
@@ -242,7 +250,7 @@ def running_steps(config: Config, plan_id: str) -> list[str]:
     return running
 
 
-def _remember(config: Config, plan: DispatchPlan) -> None:
+def remember_outcome(config: Config, plan: DispatchPlan) -> None:
     """Record the outcome in cross-project memory (never fails the plan)."""
     from overlord import memory
 

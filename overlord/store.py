@@ -6,11 +6,14 @@ compare-and-set on the row, so a redelivered task or a second worker cannot act 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
 
 from overlord import db, defaults
 from overlord.errors import PlanNotFound
@@ -55,6 +58,23 @@ _STEP_COLUMNS = (
 )
 
 
+#: One writer at a time per process on SQLite: threads of an in-process worker that race
+#: for the write lock otherwise fall into SQLite's busy handler, which sleeps (1, 2, 5, 10 ...
+#: ms) between tries; a Python lock hands the turn over at once.
+_SQLITE_WRITE = threading.Lock()
+
+
+@contextmanager
+def _write(url: str) -> Iterator[Connection]:
+    """``db.begin`` for a write transaction, serialised within the process on SQLite."""
+    if url.startswith("sqlite"):
+        with _SQLITE_WRITE, db.begin(url) as conn:
+            yield conn
+    else:
+        with db.begin(url) as conn:
+            yield conn
+
+
 class Store:
     """Plans in the state database at ``url``."""
 
@@ -66,7 +86,7 @@ class Store:
     def save(self, plan: DispatchPlan) -> None:
         """Insert a new plan with all its steps in one transaction."""
         doc = plan.model_dump(mode="json", include=set(_PLAN_DOC))
-        with db.begin(self.url) as conn:
+        with _write(self.url) as conn:
             conn.execute(
                 db.plans.insert().values(
                     id=plan.id,
@@ -78,18 +98,21 @@ class Store:
                     doc=doc,
                 )
             )
+            rows = []
             for seq, step in enumerate(plan.steps):
                 dumped = step.model_dump(mode="json")
-                conn.execute(
-                    db.steps.insert().values(
-                        plan_id=plan.id,
-                        step_id=step.id,
-                        seq=seq,
-                        data={k: dumped[k] for k in _STEP_DATA},
+                rows.append(
+                    {
+                        "plan_id": plan.id,
+                        "step_id": step.id,
+                        "seq": seq,
+                        "data": {k: dumped[k] for k in _STEP_DATA},
                         **{k: getattr(step, k) for k in _STEP_COLUMNS},
-                    )
+                    }
                 )
-        self.event(plan.id, None, "created", f"plan saved as {plan.state.value}")
+            if rows:
+                conn.execute(db.steps.insert(), rows)
+            _event(conn, plan.id, None, "created", f"plan saved as {plan.state.value}")
 
     def resolve_id(self, plan_id: str) -> str:
         """The full id of the plan ``plan_id`` names (a unique prefix works)."""
@@ -122,12 +145,7 @@ class Store:
                 .mappings()
                 .all()
             )
-        steps = [
-            DispatchStep.model_validate(
-                {"id": r["step_id"], **r["data"], **{k: r[k] for k in _STEP_COLUMNS}}
-            )
-            for r in step_rows
-        ]
+        steps = [_step(r) for r in step_rows]
         return DispatchPlan.model_validate(
             {
                 "id": row["id"],
@@ -140,6 +158,15 @@ class Store:
                 **row["doc"],
             }
         )
+
+    def load_step(self, plan_id: str, step_id: str) -> DispatchStep:
+        """One step of a plan (``plan_id`` in full), without loading the whole plan."""
+        where = (db.steps.c.plan_id == plan_id) & (db.steps.c.step_id == step_id)
+        with db.connect(self.url) as conn:
+            row = conn.execute(select(db.steps).where(where)).mappings().one_or_none()
+        if row is None:
+            raise PlanNotFound(f"plan {plan_id} has no step {step_id!r}")
+        return _step(row)
 
     def list_plans(self, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         query = select(db.plans).order_by(db.plans.c.created_at.desc()).limit(limit)
@@ -170,7 +197,7 @@ class Store:
         self, plan_id: str, to: PlanState, *, expect: Iterable[PlanState] | None = None, **doc: Any
     ) -> bool:
         """Move a plan to ``to`` if it is in one of ``expect``; True if this call moved it."""
-        with db.begin(self.url) as conn:
+        with _write(self.url) as conn:
             row = conn.execute(
                 select(db.plans.c.state, db.plans.c.doc)
                 .where(db.plans.c.id == plan_id)
@@ -184,11 +211,11 @@ class Store:
             if doc:
                 values["doc"] = {**row.doc, **_jsonable(doc)}
             conn.execute(update(db.plans).where(db.plans.c.id == plan_id).values(**values))
-        self.event(plan_id, None, "plan", f"-> {to.value}")
+            _event(conn, plan_id, None, "plan", f"-> {to.value}")
         return True
 
     def update_doc(self, plan_id: str, **doc: Any) -> None:
-        with db.begin(self.url) as conn:
+        with _write(self.url) as conn:
             current = conn.execute(select(db.plans.c.doc).where(db.plans.c.id == plan_id)).scalar()
             conn.execute(
                 update(db.plans)
@@ -206,7 +233,7 @@ class Store:
         """
         plan_cols = db.steps.c
         where = (plan_cols.plan_id == plan_id) & (plan_cols.step_id == step_id)
-        with db.begin(self.url) as conn:
+        with _write(self.url) as conn:
             plan_state = conn.execute(
                 select(db.plans.c.state).where(db.plans.c.id == plan_id).with_for_update()
             ).scalar()
@@ -233,18 +260,25 @@ class Store:
                     worker=worker,
                 )
             )
-        step = DispatchStep.model_validate(
-            {"id": row["step_id"], **row["data"], **{k: row[k] for k in _STEP_COLUMNS}}
-        )
-        self.event(plan_id, step_id, "step", f"running on {worker} (attempt {step.attempts + 1})")
-        return step
+            attempt = row["attempts"] + 1
+            _event(conn, plan_id, step_id, "step", f"running on {worker} (attempt {attempt})")
+        return _step(row)
 
     def record_undo(self, plan_id: str, step_id: str, undo: dict[str, Any]) -> None:
         """Persist what the step's undo needs, before the step acts."""
         self._update_step(plan_id, step_id, undo=_jsonable(undo))
 
-    def set_route(self, plan_id: str, step_id: str, endpoint: str, reason: str) -> None:
-        self._update_step(plan_id, step_id, endpoint=endpoint, route_reason=reason)
+    def set_route(
+        self, plan_id: str, step_id: str, endpoint: str, reason: str, tier: str | None = None
+    ) -> None:
+        """Record the endpoint a step actually used, why, and (after a fallback) its tier."""
+        where = (db.steps.c.plan_id == plan_id) & (db.steps.c.step_id == step_id)
+        with db.begin(self.url) as conn:
+            values: dict[str, Any] = {"endpoint": endpoint, "route_reason": reason}
+            if tier is not None:
+                data = conn.execute(select(db.steps.c.data).where(where)).scalar()
+                values["data"] = {**(data or {}), "tier": tier}
+            conn.execute(update(db.steps).where(where).values(**values))
 
     def finish(
         self,
@@ -261,7 +295,7 @@ class Store:
             "output": output[-defaults.OUTPUT_TAIL :],
             "error": error,
         }
-        with db.begin(self.url) as conn:
+        with _write(self.url) as conn:
             if state is StepState.SUCCEEDED:
                 seq = conn.execute(
                     select(func.max(db.steps.c.finished_seq)).where(db.steps.c.plan_id == plan_id)
@@ -272,14 +306,15 @@ class Store:
                 .where((db.steps.c.plan_id == plan_id) & (db.steps.c.step_id == step_id))
                 .values(**values)
             )
-        self.event(plan_id, step_id, "step", f"-> {state.value}" + (f": {error}" if error else ""))
+            detail = f"-> {state.value}" + (f": {error}" if error else "")
+            _event(conn, plan_id, step_id, "step", detail)
 
     def set_step_state(self, plan_id: str, step_id: str, state: StepState) -> None:
         self._update_step(plan_id, step_id, state=state.value)
 
     def reset_unfinished(self, plan_id: str) -> None:
         """Running steps of a dead run go back to pending (their idempotency check decides)."""
-        with db.begin(self.url) as conn:
+        with _write(self.url) as conn:
             conn.execute(
                 update(db.steps)
                 .where(
@@ -289,7 +324,7 @@ class Store:
             )
 
     def _update_step(self, plan_id: str, step_id: str, **values: Any) -> None:
-        with db.begin(self.url) as conn:
+        with _write(self.url) as conn:
             conn.execute(
                 update(db.steps)
                 .where((db.steps.c.plan_id == plan_id) & (db.steps.c.step_id == step_id))
@@ -299,12 +334,8 @@ class Store:
     # --- events -----------------------------------------------------------
 
     def event(self, plan_id: str, step_id: str | None, kind: str, message: str) -> None:
-        with db.begin(self.url) as conn:
-            conn.execute(
-                db.events.insert().values(
-                    plan_id=plan_id, step_id=step_id, at=db.utcnow(), kind=kind, message=message
-                )
-            )
+        with _write(self.url) as conn:
+            _event(conn, plan_id, step_id, kind, message)
 
     def events(self, plan_id: str) -> list[dict[str, Any]]:
         with db.connect(self.url) as conn:
@@ -316,6 +347,21 @@ class Store:
                 .all()
             )
         return [{**r, "at": r["at"].isoformat()} for r in rows]
+
+
+def _step(row: Any) -> DispatchStep:
+    return DispatchStep.model_validate(
+        {"id": row["step_id"], **row["data"], **{k: row[k] for k in _STEP_COLUMNS}}
+    )
+
+
+def _event(conn: Any, plan_id: str, step_id: str | None, kind: str, message: str) -> None:
+    """Record an event in the caller's transaction (one commit for a change and its event)."""
+    conn.execute(
+        db.events.insert().values(
+            plan_id=plan_id, step_id=step_id, at=db.utcnow(), kind=kind, message=message
+        )
+    )
 
 
 def _jsonable(value: Any) -> Any:

@@ -90,8 +90,11 @@ def test_example_config_ships_a_nightly_schedule() -> None:
 def test_app_carries_the_beat_schedule() -> None:
     from overlord.tasks.app import make_app
 
-    app = make_app(config_module.load(EXAMPLE))
-    assert set(app.conf.beat_schedule) == set(config_module.load(EXAMPLE).schedule)
+    config = config_module.load(EXAMPLE)
+    app = make_app(config)
+    # the configured entries, plus the periodic health check of the model endpoints
+    assert set(app.conf.beat_schedule) == set(config.schedule) | {"overlord-health"}
+    assert app.conf.beat_schedule["overlord-health"]["task"] == "overlord.health"
     assert "overlord.scheduled" in app.tasks
 
 

@@ -28,7 +28,6 @@ from overlord.minions import plan_code
 from overlord.parser import parse
 from overlord.plan import PlanState, StepState
 from overlord.registry import Registry
-from overlord.routing.broker import LEASE_ENV
 from overlord.routing.semaphore import Semaphore
 from tests.kit import add_commit, git
 from tests.openai_server import ScriptedOpenAI
@@ -67,7 +66,11 @@ def make_config(tmp_path: Path, server: ScriptedOpenAI, count: int, concurrent: 
             }
         },
         "minions": {"backend": "process"},
-        "dispatch": {"max_concurrent_steps": count, "step_timeout_default": 120},
+        "dispatch": {
+            "max_concurrent_steps": count,
+            "step_timeout_default": 120,
+            "slot_lease_seconds": LEASE,
+        },
     }
     path = tmp_path / "overlord.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -90,7 +93,7 @@ def workers(tmp_path: Path) -> Iterator[Callable[[Config, int], list[subprocess.
     def start(config: Config, count: int) -> list[subprocess.Popen[bytes]]:
         (queue,) = [e.queue_name for e in config.models.values()]
         concurrency = next(iter(config.models.values())).concurrent + 1
-        env = {**os.environ, "OVERLORD_CONFIG": str(config.source), LEASE_ENV: str(LEASE)}
+        env = {**os.environ, "OVERLORD_CONFIG": str(config.source)}
         for i in range(count):
             log = open(tmp_path / f"worker{i}.log", "wb")
             logs.append(log)
@@ -141,6 +144,14 @@ def test_concurrent_limit_holds_across_worker_processes(
     assert {s.endpoint for s in plan.steps} == set(config.models)
 
 
+def _cmdline(process: psutil.Process) -> str:
+    """The command line, or "" for a child that already exited (a zombie, or gone)."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
 def _minion_parent(procs: list[subprocess.Popen[bytes]]) -> tuple[int, list[int]] | None:
     """(pid of the worker running a minion, pids of its minion processes)."""
     for proc in procs:
@@ -148,7 +159,7 @@ def _minion_parent(procs: list[subprocess.Popen[bytes]]) -> tuple[int, list[int]
             children = psutil.Process(proc.pid).children(recursive=True)
         except psutil.Error:
             continue
-        minions = [c.pid for c in children if "overlord.minion" in " ".join(c.cmdline())]
+        minions = [c.pid for c in children if "overlord.minion" in _cmdline(c)]
         if minions:
             return proc.pid, minions
     return None

@@ -141,6 +141,10 @@ def execute_and_report(
             runner.submit(config, plan, verdict)
             return report(runner.reject(config, plan.id), json_out)
         verdict = runner.decide(config, plan, yes=True)
+    if verdict.execute and config.broker_url:
+        from overlord.tasks.runtime import check_broker
+
+        check_broker(config.broker_url)  # before saving: an unreachable broker changes nothing
     plan = runner.submit(config, plan, verdict)
     if plan.state is PlanState.PENDING:
         if json_out:

@@ -191,10 +191,14 @@ def register(app: typer.Typer) -> None:
         if pool not in POOLS:
             raise ConfigError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
         config = load_config(config_path)
-        broker = broker_for(config)
+        broker = config.broker_url = broker_for(config)
         chosen = resolve_queues(config, queue)
         slots = concurrency or concurrency_for(config, chosen)
         check_broker(broker)
+        if config.models:  # SPEC §4.5: check at start-up when the cache holds nothing fresh
+            from overlord.routing.check import at_startup
+
+            at_startup(config)
         celery_app = make_app(config, broker)
         guard = SlotGuard(celery_app, config, broker).connect()
         _say(

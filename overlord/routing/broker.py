@@ -18,7 +18,6 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from overlord import defaults
 from overlord.config import Config
 
 if TYPE_CHECKING:
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 #: Environment variable naming the broker a step's semaphore uses (overrides the config).
 BROKER_ENV = "OVERLORD_BROKER_URL"
 #: Environment variable: seconds of a slot's lease (tests use a short one).
-LEASE_ENV = "OVERLORD_SLOT_LEASE_SECONDS"
 
 _override: str | None = None
 _clients: dict[str, Redis] = {}
@@ -80,17 +78,5 @@ def client(url: str) -> Redis:
 
 
 def lease_seconds(config: Config) -> float:
-    """Lease of a global slot: ``dispatch.slot_lease_seconds`` when the config has that knob,
-    else ``$OVERLORD_SLOT_LEASE_SECONDS``, else the default."""
-    knob = getattr(config.dispatch, "slot_lease_seconds", None)
-    if knob:
-        return float(knob)
-    env = os.environ.get(LEASE_ENV)
-    if env:
-        try:
-            value = float(env)
-        except ValueError:
-            value = 0.0
-        if value > 0:
-            return value
-    return float(defaults.SLOT_LEASE_SECONDS)
+    """Lease of a global slot (``dispatch.slot_lease_seconds``)."""
+    return float(config.dispatch.slot_lease_seconds)

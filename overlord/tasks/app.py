@@ -32,7 +32,7 @@ def queues(config: Config) -> list[str]:
 
 def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) -> Celery:
     """A Celery app for ``config`` on ``broker_url`` (default: the config's ``broker_url``)."""
-    from overlord.tasks import definitions, scheduled
+    from overlord.tasks import definitions, health, scheduled
 
     broker = broker_url or (config.broker_url if config else None) or "redis://127.0.0.1:6379/0"
     app = Celery("overlord", set_as_current=False)
@@ -46,11 +46,13 @@ def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) 
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_track_started=True,
         task_allow_error_cb_on_chord_header=True,
         task_default_queue=defaults.DIRECT_QUEUE,
         task_create_missing_queues=True,
         result_expires=7 * 24 * 3600,
+        # One backend per app, shared by its threads (the in-process worker's included),
+        # so a runtime can drop its result subscriptions before its broker stops.
+        result_backend_thread_safe=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": visibility_timeout(config) if config else 3600,
@@ -67,6 +69,7 @@ def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) 
     app.overlord_config = config  # type: ignore[attr-defined]
     definitions.register(app)
     scheduled.register(app)
+    health.register(app)  # after scheduled: it adds to the beat schedule
     return app
 
 
@@ -79,4 +82,8 @@ def _from_env() -> Celery:
         config: Config | None = config_module.load(os.environ.get("OVERLORD_CONFIG"))
     except OverlordError:
         config = None
-    return make_app(config)
+    # inside Compose the broker is the `redis` service, whatever the config says
+    broker = os.environ.get("OVERLORD_BROKER_URL")
+    if config is not None and broker:
+        config.broker_url = broker
+    return make_app(config, broker)

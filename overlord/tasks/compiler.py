@@ -54,12 +54,17 @@ def layout(plan: DispatchPlan, step_ids: list[str], max_lines: int) -> Layout:
     while len(remaining) > 1 and len(sinks()) == 1:
         out.suffix.insert(0, sinks()[0])
         remaining.remove(out.suffix[0])
-    out.lines = _pack(_components(remaining, deps), plan, max(1, max_lines))
+    out.lines = _pack(_components(remaining, deps, plan), plan, max(1, max_lines))
     return out
 
 
-def _components(remaining: list[str], deps: dict[str, set[str]]) -> list[list[str]]:
-    """Weakly connected components, each in a valid order (a chain)."""
+def _components(
+    remaining: list[str], deps: dict[str, set[str]], plan: DispatchPlan
+) -> list[list[str]]:
+    """Weakly connected components, each in a valid order (a chain).
+
+    Steps on one repository share a component even without a dependency between them,
+    so they never land in two parallel lines."""
     parent = {s: s for s in remaining}
 
     def root(s: str) -> str:
@@ -68,10 +73,14 @@ def _components(remaining: list[str], deps: dict[str, set[str]]) -> list[list[st
             s = parent[s]
         return s
 
+    first_on: dict[str, str] = {}
     for s in remaining:
         for d in deps[s]:
             if d in parent:
                 parent[root(s)] = root(d)
+        project = plan.step(s).project
+        if project is not None:
+            parent[root(s)] = root(first_on.setdefault(project, s))
     groups: dict[str, list[str]] = {}
     for s in remaining:  # ``remaining`` is in topological order, so each group is too
         groups.setdefault(root(s), []).append(s)

@@ -13,6 +13,7 @@ from celery import Celery, Task
 
 from overlord import steps
 from overlord.config import ActionKind, Config
+from overlord.errors import StepFailed
 
 #: Seconds between two checks, by the rollback, that no step of the plan is still running.
 ROLLBACK_POLL = 0.2
@@ -33,29 +34,36 @@ def step_task_name(kind: ActionKind) -> str:
 
 
 def register(app: Celery) -> None:
-    """Register every Overlord task on ``app``."""
+    """Register every Overlord task on ``app``.
+
+    ``shared=False``: Celery's default adds every task to each app created later in the
+    process, where the first app's functions (and their closures) would win; each app
+    built by ``make_app`` (one per runtime) gets its own tasks, which use ``self.app``.
+    """
 
     def make_step_task(kind: ActionKind) -> None:
-        @app.task(name=step_task_name(kind), bind=True)
+        # ``throws``: a failed step is expected and recorded; the worker logs it in one
+        # line, without a traceback
+        @app.task(name=step_task_name(kind), bind=True, shared=False, throws=(StepFailed,))
         def run_step(self: Task, plan_id: str, step_id: str) -> dict[str, Any]:
             return steps.execute(_config(self), plan_id, step_id, self.request.hostname or "worker")
 
     for kind in ActionKind:
         make_step_task(kind)
 
-    @app.task(name="overlord.finish", bind=True)
+    @app.task(name="overlord.finish", bind=True, shared=False)
     def finish(self: Task, plan_id: str) -> str:
         return steps.finish(_config(self), plan_id).value
 
-    @app.task(name="overlord.plan_failed", bind=True)
+    @app.task(name="overlord.plan_failed", bind=True, shared=False)
     def plan_failed(self: Task, plan_id: str, cancelled: bool = False) -> bool:
         """Error callback of every step: fail the plan once, then start the rollback."""
         if steps.fail(_config(self), plan_id, cancelled=cancelled):
-            app.signature("overlord.rollback", args=(plan_id,)).apply_async()
+            self.app.signature("overlord.rollback", args=(plan_id,), queue="direct").apply_async()
             return True
         return False
 
-    @app.task(name="overlord.rollback", bind=True, max_retries=None)
+    @app.task(name="overlord.rollback", bind=True, max_retries=None, shared=False)
     def rollback(self: Task, plan_id: str) -> list[str]:
         """Wait until no step of the plan runs, then undo completed steps in reverse."""
         from overlord.store import Store
@@ -66,13 +74,13 @@ def register(app: Celery) -> None:
             raise self.retry(countdown=ROLLBACK_POLL)
         assert config.state_url
         order = steps.undo_order(Store(config.state_url).load(plan_id))
-        compile_rollback(app, plan_id, order).apply_async()
+        compile_rollback(self.app, plan_id, order).apply_async()
         return order
 
-    @app.task(name="overlord.undo", bind=True)
+    @app.task(name="overlord.undo", bind=True, shared=False)
     def undo(self: Task, plan_id: str, step_id: str) -> dict[str, Any]:
         return steps.undo(_config(self), plan_id, step_id)
 
-    @app.task(name="overlord.rollback_done", bind=True)
+    @app.task(name="overlord.rollback_done", bind=True, shared=False)
     def rollback_done(self: Task, plan_id: str) -> str:
         return steps.finish_rollback(_config(self), plan_id).value

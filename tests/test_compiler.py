@@ -1,0 +1,308 @@
+"""The plan → canvas compiler, as data: what exactly is sent to Celery for each DAG shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from celery import Celery, chord, group
+from celery.canvas import Signature, _chain, _chord
+
+from overlord.config import ActionKind
+from overlord.plan import DispatchPlan, DispatchStep, StepState
+from overlord.tasks.app import make_app
+from overlord.tasks.compiler import compile_plan, compile_push, compile_rollback, layout
+
+PLAN = "p1"
+
+
+@pytest.fixture(scope="module")
+def app() -> Celery:
+    return make_app(None, "memory://")
+
+
+def step(
+    sid: str,
+    project: str | None,
+    after: list[str] | None = None,
+    kind: ActionKind = ActionKind.NOOP,
+    estimate: float = 1.0,
+    **kw: Any,
+) -> DispatchStep:
+    return DispatchStep(
+        id=sid, kind=kind, project=project, depends_on=after or [], estimate=estimate, **kw
+    )
+
+
+def plan_of(*steps: DispatchStep) -> DispatchPlan:
+    plan = DispatchPlan(id=PLAN, task="test", steps=list(steps))
+    plan.validate_dag()
+    return plan
+
+
+# --- reading a canvas back ------------------------------------------------------------------
+
+
+def shape(sig: Any) -> Any:
+    """A nested, comparable description: step ids, ("chain", ...), ("chord", [...], body)."""
+    if isinstance(sig, _chord):
+        return ("chord", [shape(t) for t in sig.tasks], shape(sig.body))
+    if isinstance(sig, _chain):
+        return ("chain", *[shape(t) for t in sig.tasks])
+    if isinstance(sig, group):
+        return ("group", *[shape(t) for t in sig.tasks])
+    assert isinstance(sig, Signature)
+    if sig.task == "overlord.finish":
+        return "finish"
+    return sig.args[1]
+
+
+def signatures(sig: Any) -> list[Signature]:
+    """Every task signature in the canvas, depth first."""
+    if isinstance(sig, _chord):
+        return [s for t in sig.tasks for s in signatures(t)] + signatures(sig.body)
+    if isinstance(sig, _chain | group):
+        return [s for t in sig.tasks for s in signatures(t)]
+    return [sig]
+
+
+def chords(sig: Any) -> int:
+    if isinstance(sig, _chord):
+        return 1 + sum(chords(t) for t in sig.tasks) + chords(sig.body)
+    if isinstance(sig, _chain | group):
+        return sum(chords(t) for t in sig.tasks)
+    return 0
+
+
+def happens_before(
+    sig: Any, done: frozenset[str] = frozenset()
+) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
+    """For each task id in the canvas, the ids Celery guarantees finished before it starts."""
+    before: dict[str, frozenset[str]] = {}
+    if isinstance(sig, _chord):
+        after_header = done
+        for t in sig.tasks:
+            sub, end = happens_before(t, done)
+            before.update(sub)
+            after_header |= end
+        sub, end = happens_before(sig.body, after_header)
+        before.update(sub)
+        return before, end
+    if isinstance(sig, _chain):
+        for t in sig.tasks:
+            sub, done = happens_before(t, done)
+            before.update(sub)
+        return before, done
+    if isinstance(sig, group):
+        end = done
+        for t in sig.tasks:
+            sub, e = happens_before(t, done)
+            before.update(sub)
+            end |= e
+        return before, end
+    name = "finish" if sig.task == "overlord.finish" else sig.args[1]
+    before[name] = done
+    return before, done | {name}
+
+
+def check_canvas(plan: DispatchPlan, canvas: Any, max_lines: int) -> None:
+    """The invariants every compiled plan holds."""
+    sigs = signatures(canvas)
+    step_sigs = [s for s in sigs if s.task != "overlord.finish"]
+    # every step once, named after its kind, args (plan id, step id), on its queue
+    assert sorted(s.args[1] for s in step_sigs) == sorted(s.id for s in plan.steps)
+    for sig in step_sigs:
+        st = plan.step(sig.args[1])
+        assert sig.task == f"overlord.{st.kind.value}"
+        assert tuple(sig.args) == (PLAN, st.id)
+        assert not sig.kwargs
+        assert sig.options["queue"] == st.queue
+        assert sig.immutable
+        (err,) = sig.options["link_error"]
+        assert err.task == "overlord.plan_failed"
+        assert tuple(err.args) == (PLAN,)
+        assert err.immutable
+    # finish exactly once, last, after every step
+    finishes = [s for s in sigs if s.task == "overlord.finish"]
+    assert len(finishes) == 1 and tuple(finishes[0].args) == (PLAN,)
+    assert finishes[0].immutable
+    before, _ = happens_before(canvas)
+    assert before["finish"] == frozenset(s.id for s in plan.steps)
+    # dependencies hold; steps on one repository are always ordered
+    for st in plan.steps:
+        assert set(st.depends_on) <= before[st.id], st.id
+        for other in plan.steps:
+            if other.id != st.id and other.project and other.project == st.project:
+                assert other.id in before[st.id] or st.id in before[other.id]
+    # at most one chord, whose header has at most max_lines lines
+    assert chords(canvas) <= 1
+    if isinstance(canvas, _chord):
+        assert len(canvas.tasks) <= max_lines
+    if isinstance(canvas, _chain):
+        for t in canvas.tasks:
+            if isinstance(t, _chord):
+                assert len(t.tasks) <= max_lines
+
+
+# --- shapes -----------------------------------------------------------------------------------
+
+
+def test_all_independent_is_one_chord_of_single_steps(app: Celery) -> None:
+    plan = plan_of(*(step(f"s{i}", p) for i, p in enumerate(["core", "api", "web", "tools"], 1)))
+    canvas = compile_plan(app, plan, 5)
+    assert isinstance(canvas, _chord)
+    assert shape(canvas) == ("chord", ["s1", "s2", "s3", "s4"], "finish")
+    check_canvas(plan, canvas, 5)
+
+
+def test_a_chain_is_a_chain_without_chord(app: Celery) -> None:
+    plan = plan_of(step("s1", "core"), step("s2", "core", ["s1"]), step("s3", "api", ["s2"]))
+    canvas = compile_plan(app, plan, 5)
+    assert shape(canvas) == ("chain", "s1", "s2", "s3", "finish")
+    check_canvas(plan, canvas, 5)
+
+
+def release_like() -> DispatchPlan:
+    """tests → bump → merge → tag on core, then per dependent update + tests, then a report."""
+    return plan_of(
+        step("s1", "core", kind=ActionKind.RUN_TESTS),
+        step("s2", "core", ["s1"], kind=ActionKind.BUMP_VERSION),
+        step("s3", "core", ["s2"], kind=ActionKind.MERGE),
+        step("s4", "core", ["s3"], kind=ActionKind.TAG),
+        step("s5", "api", ["s4"], kind=ActionKind.UPDATE_DEPENDENCY),
+        step("s6", "web", ["s4"], kind=ActionKind.UPDATE_DEPENDENCY),
+        step("s7", "api", ["s5"], kind=ActionKind.RUN_TESTS),
+        step("s8", "web", ["s6"], kind=ActionKind.RUN_TESTS),
+        step("s9", None, ["s7", "s8"]),
+    )
+
+
+def test_prefix_fan_out_suffix(app: Celery) -> None:
+    plan = release_like()
+    canvas = compile_plan(app, plan, 5)
+    assert shape(canvas) == (
+        "chain",
+        "s1",
+        "s2",
+        "s3",
+        "s4",
+        ("chord", [("chain", "s5", "s7"), ("chain", "s6", "s8")], ("chain", "s9", "finish")),
+    )
+    check_canvas(plan, canvas, 5)
+    assert layout(plan, [s.id for s in plan.steps], 5).prefix == ["s1", "s2", "s3", "s4"]
+
+
+def test_more_lines_than_max_concurrent_are_packed(app: Celery) -> None:
+    # 8 independent lines (2 steps each, unequal estimates), at most 3 at once
+    steps = []
+    for i in range(8):
+        a, b = f"a{i}", f"b{i}"
+        steps += [step(a, f"p{i}", estimate=i + 1), step(b, f"p{i}", [a], estimate=1)]
+    plan = plan_of(*steps)
+    canvas = compile_plan(app, plan, 3)
+    assert isinstance(canvas, _chord)
+    assert len(canvas.tasks) == 3
+    check_canvas(plan, canvas, 3)
+    # each packed line keeps every original pair together and in order
+    for line in canvas.tasks:
+        ids = [s.args[1] for s in signatures(line)]
+        for i in range(8):
+            if f"a{i}" in ids:
+                assert ids.index(f"a{i}") + 1 == ids.index(f"b{i}")
+    # longest-first packing balances the load: no line costs more than the greedy bound
+    costs = [sum(plan.step(s.args[1]).estimate for s in signatures(line)) for line in canvas.tasks]
+    total = sum(s.estimate for s in plan.steps)
+    assert max(costs) <= total / 3 + max(i + 2 for i in range(8))
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_tiny_limits(app: Celery, limit: int) -> None:
+    plan = plan_of(*(step(f"s{i}", f"p{i}") for i in range(1, 6)))
+    canvas = compile_plan(app, plan, limit)
+    check_canvas(plan, canvas, limit)
+    if limit == 1:
+        assert chords(canvas) == 0
+
+
+def test_same_project_never_in_two_lines(app: Celery) -> None:
+    # steps on core with no dependency between them (a hand-built plan): still one line
+    plan = plan_of(
+        step("s1", "core"),
+        step("s2", "api"),
+        step("s3", "core"),
+        step("s4", "web"),
+        step("s5", "core"),
+    )
+    canvas = compile_plan(app, plan, 5)
+    check_canvas(plan, canvas, 5)
+    lines = [[s.args[1] for s in signatures(line)] for line in canvas.tasks]
+    assert ["s1", "s3", "s5"] in lines
+    seen: set[str | None] = set()
+    for line in lines:
+        projects = {plan.step(s).project for s in line}
+        assert not projects & seen
+        seen |= projects
+
+
+def test_finished_steps_are_not_compiled_again(app: Celery) -> None:
+    plan = release_like()
+    for sid in ("s1", "s2", "s5"):
+        plan.step(sid).state = StepState.SUCCEEDED
+    plan.step("s3").state = StepState.RUNNING  # interrupted: compiled again (idempotent)
+    canvas = compile_plan(app, plan, 5)
+    ids = sorted(s.args[1] for s in signatures(canvas) if s.task != "overlord.finish")
+    assert ids == ["s3", "s4", "s6", "s7", "s8", "s9"]
+
+
+def test_push_and_rollback_canvases(app: Celery) -> None:
+    plan = plan_of(
+        step("s1", "core", kind=ActionKind.TAG),
+        step("s2", "core", ["s1"], kind=ActionKind.PUSH),
+        step("s3", "api", ["s1"], kind=ActionKind.PUSH),
+    )
+    # pushes are never part of the main phase
+    main = compile_plan(app, plan, 5)
+    assert shape(main) == ("chain", "s1", "finish")
+    push = compile_push(app, plan)
+    assert shape(push) == ("chord", ["s2", "s3"], "finish")
+    assert all(s.immutable for s in signatures(push))
+    back = compile_rollback(app, PLAN, ["s3", "s1"])
+    assert [(s.task, tuple(s.args)) for s in signatures(back)] == [
+        ("overlord.undo", (PLAN, "s3")),
+        ("overlord.undo", (PLAN, "s1")),
+        ("overlord.rollback_done", (PLAN,)),
+    ]
+    assert all(s.immutable and s.options["queue"] == "direct" for s in signatures(back))
+
+
+def test_model_steps_go_to_their_endpoint_queue(app: Celery) -> None:
+    plan = plan_of(
+        step("s1", "core", kind=ActionKind.MINION, queue="local-14b"),
+        step("s2", "api", kind=ActionKind.MINION, queue="cloud-fast"),
+    )
+    canvas = compile_plan(app, plan, 5)
+    check_canvas(plan, canvas, 5)
+    assert {s.args[1]: s.options["queue"] for s in signatures(canvas) if s.args[1:]} == {
+        "s1": "local-14b",
+        "s2": "cloud-fast",
+    }
+
+
+def test_canvas_is_json(app: Celery) -> None:
+    """What goes to the broker is plain JSON (Celery accepts JSON only)."""
+    import json
+
+    canvas = compile_plan(app, release_like(), 5)
+    json.dumps(dict(canvas))
+    assert app.conf.task_serializer == "json" and app.conf.accept_content == ["json"]
+    assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
+    assert app.conf.worker_prefetch_multiplier == 1
+
+
+def test_chord_error_callback_flag_is_set_on_the_app(app: Celery) -> None:
+    # the flag must be where signatures are built: link_error reaches every header task
+    assert app.conf.task_allow_error_cb_on_chord_header is True
+    canvas = compile_plan(app, release_like(), 5)
+    assert isinstance(canvas, _chain)
+    fan = canvas.tasks[-1]
+    assert isinstance(fan, chord)
