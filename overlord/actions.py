@@ -368,6 +368,28 @@ def _push_done(ctx: Context, undo: Undo) -> bool:
     return all(remote.get(ref) == target for ref, target in undo["refs"].items())
 
 
+# --- scan (read-only status, for scheduled runs) ------------------------------
+
+
+def _scan_run(ctx: Context, undo: Undo) -> str:
+    """One line of ``overlord status`` for the project, kept as the step's output."""
+    from overlord.scanner import scan_project
+
+    row = scan_project(ctx.project.name, ctx.project, ctx.config.dispatch.stale_branch_days)
+    if not row.ok:
+        raise StepFailed(f"cannot scan {ctx.project.name}: {row.error}")
+    state = "dirty" if row.dirty else "clean"
+    parts = [f"{ctx.project.name}: {row.branch or 'detached'} {state}"]
+    if row.upstream:
+        parts.append(f"ahead {row.ahead} behind {row.behind} of {row.upstream}")
+    parts.append(f"{len(row.stale_branches)} stale branch(es)")
+    if row.old_unmerged:
+        parts.append(f"{len(row.old_unmerged)} old unmerged")
+    if row.tags:
+        parts.append(f"latest tag {row.tags[0].name}")
+    return ", ".join(parts)
+
+
 # --- noop (benchmarks and tests) ----------------------------------------------
 
 
@@ -403,6 +425,7 @@ ACTIONS: dict[ActionKind, Action] = {
     ActionKind.CLEAN_STALE_BRANCHES: Action(_clean_prepare, _clean_run, _clean_done, _clean_undo),
     ActionKind.PUSH: Action(_push_prepare, _push_run, _push_done, _nothing),
     ActionKind.NOOP: Action(_empty, _noop_run, _never, _nothing),
+    ActionKind.SCAN: Action(_empty, _scan_run, _never, _nothing),
 }
 
 

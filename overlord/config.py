@@ -43,6 +43,7 @@ class ActionKind(StrEnum):
     TAG = "tag"
     UPDATE_DEPENDENCY = "update-dependency"
     CLEAN_STALE_BRANCHES = "clean-stale-branches"
+    SCAN = "scan"
     BUMP_VERSION = "bump-version"
     PUSH = "push"
     MINION = "minion"

@@ -28,6 +28,7 @@ class IntentKind(StrEnum):
     RUN_TESTS = "run-tests"
     CLEAN_STALE_BRANCHES = "clean-stale-branches"
     UPDATE_DEPENDENCY = "update-dependency"
+    SCAN = "scan"
     CODE = "code"
 
 
@@ -59,6 +60,7 @@ DEFAULT_COMPLEXITY: dict[TaskType, Complexity] = {
 SUPPORTED_FORMS: list[str] = (
     "merge [P] SRC to|into DST [in P]; tag P VERSION; release P VERSION; "
     "run tests in|across LIST; test LIST; clean stale branches in|across LIST; "
+    "scan LIST; status [of LIST]; "
     "update DEP [to VERSION] in LIST; format [in] LIST; lint [in] LIST; fix lint in LIST; "
     "review BRANCH in P; implement TEXT in P; fix TEXT in P; debug TEXT in P; "
     "refactor TEXT in P; add boilerplate [TEXT] in P; scaffold [TEXT] in P; "
@@ -199,6 +201,13 @@ def _listed(kind: IntentKind) -> _Builder:
     return build
 
 
+def _all(kind: IntentKind) -> _Builder:
+    def build(m: re.Match[str], ctx: _Context) -> Intent:
+        return Intent(kind=kind, text=ctx.text, projects=_projects("all", ctx.registry))
+
+    return build
+
+
 def _update(m: re.Match[str], ctx: _Context) -> Intent:
     dependency = _dependency(m["dep"], ctx.registry)
     version = _version(m["version"]) if m["version"] else None
@@ -268,6 +277,8 @@ _FORMS: list[tuple[str, _Builder]] = [
     (rf"release (?P<project>{_N}) (?:version |as )?{_V}", _versioned(IntentKind.RELEASE)),
     (rf"(?:run (?:the )?tests?|test) (?:{_TO} )?{_L}", _listed(IntentKind.RUN_TESTS)),
     (rf"clean(?: up)? stale branches (?:{_TO} )?{_L}", _listed(IntentKind.CLEAN_STALE_BRANCHES)),
+    (rf"(?:scan|status)(?: (?:of|{_TO}))? {_L}", _listed(IntentKind.SCAN)),
+    (r"(?:scan|status)", _all(IntentKind.SCAN)),
     (rf"update (?P<dep>{_N})(?: to {_V})? {_TO} {_L}", _update),
     (rf"(?P<verb>format|lint|fix lint(?: errors| warnings)?) (?:{_TO} )?{_L}", _format_lint),
     (rf"review (?:branch )?(?P<branch>{_N}) (?:in|of|on|for) (?P<project>{_N})", _review),

@@ -92,6 +92,8 @@ def _add_chore(builder: PlanBuilder, intent: Intent, project: str) -> None:
     spec = builder.config.projects[project]
     if intent.kind is IntentKind.RUN_TESTS:
         builder.add(ActionKind.RUN_TESTS, project, f"run the tests of {project}")
+    elif intent.kind is IntentKind.SCAN:
+        builder.add(ActionKind.SCAN, project, f"scan the state of {project} (read-only)")
     elif intent.kind is IntentKind.CLEAN_STALE_BRANCHES:
         days = builder.config.dispatch.stale_branch_days
         builder.add(

@@ -19,6 +19,7 @@ from overlord.config import ActionKind, Config
 from overlord.errors import OverlordError, PlanError, RepoNotFound
 from overlord.git import Git
 from overlord.plan import DispatchPlan, PlanState, StepState
+from overlord.scope import TRAITS
 from overlord.store import Store
 
 #: Seconds between two reads of the whole plan while following it (progress display).
@@ -49,7 +50,7 @@ def preflight(config: Config, plan: DispatchPlan) -> None:
                 "fix its path in the config",
             )
         steps = [s for s in plan.steps if s.project == project]
-        writes = [s for s in steps if s.kind not in (ActionKind.RUN_TESTS, ActionKind.NOOP)]
+        writes = [s for s in steps if not TRAITS[s.kind].read_only]
         if writes or any(s.params.get("branch") for s in steps):
             require_clean(git)
         for step in steps:

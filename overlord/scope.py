@@ -35,6 +35,7 @@ class Traits:
 TRAITS: dict[ActionKind, Traits] = {
     ActionKind.RUN_TESTS: Traits(True, False, True, False),
     ActionKind.NOOP: Traits(True, False, True, False),
+    ActionKind.SCAN: Traits(True, False, True, False),
     ActionKind.MERGE: Traits(False, False, True, False),
     ActionKind.TAG: Traits(False, False, True, False),
     ActionKind.BUMP_VERSION: Traits(False, False, True, False),

@@ -265,10 +265,15 @@ def remember_outcome(config: Config, plan: DispatchPlan) -> None:
         assert config.state_url
         projects: list[str | None] = list(plan.projects) or [None]
         for project in projects:
+            scans = [
+                s.output.strip()
+                for s in plan.steps
+                if s.kind is ActionKind.SCAN and s.project == project and s.output.strip()
+            ]
             memory.remember(
                 config.state_url,
                 category,
-                content,
+                "; ".join([content, *scans]),
                 project=project,
                 metadata={"plan": plan.id, "state": plan.state.value, "undone": plan.undone},
             )
