@@ -83,14 +83,6 @@ def head_name(git: Git) -> str:
     return git.current_branch() or git.head()
 
 
-def move_branch(git: Git, branch: str, sha: str) -> None:
-    """Point ``branch`` at ``sha``; resets the tree when it is the checked-out branch."""
-    if git.current_branch() == branch:
-        git.reset_hard(sha)
-    else:
-        git.update_ref(f"refs/heads/{branch}", sha)
-
-
 @contextmanager
 def on_branch(git: Git, branch: str) -> Iterator[None]:
     """Check out ``branch`` for the block, then go back to what was checked out."""
@@ -114,11 +106,36 @@ def _branch_step_done(ctx: Context, undo: Undo) -> bool:
     )
 
 
-def _branch_step_undo(ctx: Context, undo: Undo) -> str:
+def _rewind(ctx: Context, undo: Undo, done: Callable[[Context, Undo], bool]) -> str:
+    """Put the step's branch back at ``before`` — only if it is still where the step left
+    it (``after``), and never over uncommitted work: a person's later commits or edits are
+    never thrown away by a rollback; the undo fails and says what to do instead."""
     git = ctx.git
-    if git.rev(f"refs/heads/{undo['branch']}") != undo["before"]:
-        move_branch(git, undo["branch"], undo["before"])
-    return f"{undo['branch']} back at {undo['before'][:10]}"
+    branch, before = undo["branch"], undo["before"]
+    tip = git.rev(f"refs/heads/{branch}")
+    if tip == before:
+        return f"{branch} already at {before[:10]}"
+    after = undo.get("after") or (tip if tip and done(ctx, undo) else None)
+    if tip is None or tip != after:
+        raise GitError(
+            f"{git.path}: {branch} moved since this plan changed it (now at "
+            f"{(tip or 'nothing')[:10]}); not rolling it back",
+            f"put it back by hand if wanted: git -C {git.path} branch -f {branch} {before[:10]}",
+        )
+    if git.current_branch() == branch:
+        if git.is_dirty():
+            raise DirtyTree(
+                f"{git.path}: uncommitted changes on {branch}; not rolling it back",
+                "commit or stash them, then run `overlord cancel` (or `resume`) again",
+            )
+        git.reset_hard(before)
+    else:
+        git.run("update-ref", f"refs/heads/{branch}", before, after)  # only if still at after
+    return f"{branch} back at {before[:10]}"
+
+
+def _branch_step_undo(ctx: Context, undo: Undo) -> str:
+    return _rewind(ctx, undo, _branch_step_done)
 
 
 def _branch_prepare(ctx: Context, message: str) -> Undo:
@@ -196,6 +213,7 @@ def _merge_run(ctx: Context, undo: Undo) -> str:
     git = ctx.git
     with on_branch(git, undo["branch"]):
         new = git.merge_no_ff(ctx.params["source"], undo["message"])
+    undo["after"] = new
     return f"merged {ctx.params['source']} into {undo['branch']}: {new[:10]}"
 
 
@@ -271,7 +289,7 @@ def _bump_run(ctx: Context, undo: Undo) -> str:
         if not files:
             return "version comes from tags: nothing to change"
         rel = [str(f.relative_to(ctx.project.path)) if f.is_absolute() else str(f) for f in files]
-        sha = commit_or_restore(git, rel, undo["message"])
+        sha = undo["after"] = commit_or_restore(git, rel, undo["message"])
     return f"set version {ctx.params['version']} in {', '.join(rel)}: {sha[:10]}"
 
 
@@ -292,7 +310,7 @@ def _update_run(ctx: Context, undo: Undo) -> str:
         path = (
             change.file.relative_to(ctx.project.path) if change.file.is_absolute() else change.file
         )
-        sha = commit_or_restore(git, [str(path)], undo["message"])
+        sha = undo["after"] = commit_or_restore(git, [str(path)], undo["message"])
     return f"{', '.join(change.old)} -> {', '.join(change.new)}: {sha[:10]}"
 
 
@@ -416,7 +434,9 @@ def _empty(ctx: Context) -> Undo:
 
 ACTIONS: dict[ActionKind, Action] = {
     ActionKind.RUN_TESTS: Action(_tests_prepare, _tests_run, _never, _nothing),
-    ActionKind.MERGE: Action(_merge_prepare, _merge_run, _merge_done, _branch_step_undo),
+    ActionKind.MERGE: Action(
+        _merge_prepare, _merge_run, _merge_done, lambda ctx, undo: _rewind(ctx, undo, _merge_done)
+    ),
     ActionKind.TAG: Action(_tag_prepare, _tag_run, _tag_done, _tag_undo),
     ActionKind.BUMP_VERSION: Action(_bump_prepare, _bump_run, _branch_step_done, _branch_step_undo),
     ActionKind.UPDATE_DEPENDENCY: Action(

@@ -179,8 +179,15 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 def load(explicit: str | os.PathLike[str] | None = None) -> Config:
     """Read, validate and resolve the configuration file."""
     path = config_path(explicit)
+    return parse(read_text(path), path)
+
+
+def read_text(path: Path) -> str:
+    """The configuration file's text, or a one-line ``ConfigError`` saying what to do."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no configuration file",
@@ -188,7 +195,6 @@ def load(explicit: str | os.PathLike[str] | None = None) -> Config:
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse(text, path)
 
 
 def parse(text: str, path: Path) -> Config:

@@ -235,18 +235,7 @@ class ConfigDocument:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ConfigDocument:
         path = Path(path).expanduser()
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not UTF-8 text") from None
-        except FileNotFoundError:
-            raise ConfigError(
-                f"{path}: no configuration file",
-                "create one with `overlord init DIR` or `overlord demo`, or pass --config",
-            ) from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-        return cls(path, text)
+        return cls(path, config_mod.read_text(path))
 
     # --- sections -------------------------------------------------------------
 

@@ -341,4 +341,12 @@ def create(dest: Path, *, force: bool = False, python: str = sys.executable) -> 
     dest.mkdir(parents=True, exist_ok=True)
     (dest / MARKER).write_text("Created by `overlord demo`; `--force` may delete this tree.\n")
     header = "# Overlord demo workspace, written by `overlord demo` (edit freely)."
-    return build_workspace(dest, behind_upstream=False, python=python, header=header)
+    ws = build_workspace(dest, behind_upstream=False, python=python, header=header)
+    # Overlord's own commits (version bumps, pins) need an identity: give the demo repos
+    # one of their own, so a first release works on a machine with no git identity set.
+    for repo in ws.repos.values():
+        for key, value in (("user.name", DEMO_NAME), ("user.email", DEMO_EMAIL)):
+            subprocess.run(
+                ["git", "-C", str(repo), "config", key, value], check=True, capture_output=True
+            )
+    return ws

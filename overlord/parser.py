@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from overlord.errors import OverlordError, ParseError, ProjectLookupError, VersionError
 from overlord.registry import Registry
+from overlord.routing.tiers import Complexity, TaskType
 
 
 class IntentKind(StrEnum):
@@ -30,23 +31,6 @@ class IntentKind(StrEnum):
     UPDATE_DEPENDENCY = "update-dependency"
     SCAN = "scan"
     CODE = "code"
-
-
-class TaskType(StrEnum):
-    FORMAT = "format"
-    LINT = "lint"
-    BOILERPLATE = "boilerplate"
-    FEATURE = "feature"
-    REVIEW = "review"
-    DEBUGGING = "debugging"
-    ARCHITECTURE = "architecture"
-    PLANNING = "planning"
-
-
-class Complexity(StrEnum):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
 
 
 #: Complexity of each task type when neither the text nor an override says otherwise.

@@ -57,6 +57,11 @@ def preflight(config: Config, plan: DispatchPlan) -> None:
             for key in ("branch", "source", "target"):
                 if step.params.get(key):
                     require_branch(git, step.params[key])
+            if step.kind is ActionKind.TAG and git.tag_exists(step.params["name"]):
+                raise PlanError(
+                    f"{project}: tag {step.params['name']} already exists",
+                    "pick another version, or delete the tag first",
+                )
 
 
 def decide(config: Config, plan: DispatchPlan, *, yes: bool = False) -> Verdict:
@@ -99,7 +104,7 @@ def _owner_alive(owner: dict[str, object]) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return int(str(owner.get("pid"))) != os.getpid()  # this process is not running it now
 
 
 def _record_branches(config: Config, plan: DispatchPlan) -> dict[str, str | None]:
@@ -227,7 +232,8 @@ def approve(
     if plan.state is not PlanState.PENDING:
         raise PlanError(f"plan {plan.id} is {plan.state.value}: there is nothing to approve")
     preflight(config, plan)
-    store.transition(plan.id, PlanState.QUEUED, expect=[PlanState.PENDING])
+    if not store.transition(plan.id, PlanState.QUEUED, expect=[PlanState.PENDING]):
+        raise PlanError(f"plan {plan.id} was approved or changed meanwhile; nothing to do")
     store.event(plan.id, None, "approved", "approved by a person")
     return run(config, plan.id, follow=follow, detach=detach)
 
@@ -274,6 +280,11 @@ def resume(
                 store.set_step_state(plan.id, step.id, StepState.PENDING)
             return push(config, plan.id, follow=follow, detach=detach)
     if plan.state in (PlanState.QUEUED, PlanState.RUNNING):
+        if plan.owner.get("embedded") and _owner_alive(plan.owner):
+            raise PlanError(
+                f"plan {plan.id} is still running in process {plan.owner.get('pid')}",
+                f"wait for it, or stop that process first; `overlord plans show {plan.id}`",
+            )
         if not _owner_alive(plan.owner):
             store.reset_unfinished(plan.id)
         return run(config, plan.id, follow=follow, detach=detach)
@@ -291,6 +302,20 @@ def cancel(config: Config, plan_id: str, *, follow: Follow | None = None) -> Dis
             plan.id, PlanState.CANCELLED, expect=[PlanState.PENDING], error="cancelled"
         )
         return store.load(plan.id)
-    if plan.state.terminal and plan.state is not PlanState.FAILED:
+    pushed = [
+        s.project or s.id
+        for s in plan.steps
+        if s.kind is ActionKind.PUSH and s.state is StepState.SUCCEEDED
+    ]
+    if pushed:
+        raise PlanError(
+            f"plan {plan.id} already pushed {', '.join(pushed)} to the remote: a rollback would "
+            "leave local and remote apart",
+            f"fix what failed and `overlord resume {plan.id}`, or revert by hand",
+        )
+    acted = any(s.state is StepState.SUCCEEDED and s.undo for s in plan.steps)
+    if plan.state is PlanState.REJECTED and not acted:
+        raise PlanError(f"plan {plan.id} is rejected and changed nothing: nothing to cancel")
+    if plan.state.terminal and plan.state not in (PlanState.FAILED, PlanState.REJECTED):
         raise PlanError(f"plan {plan.id} is {plan.state.value}: there is nothing to cancel")
     return rollback(config, plan.id, cancelled=True, follow=follow)

@@ -64,6 +64,7 @@ def execute(config: Config, plan_id: str, step_id: str, worker: str) -> dict[str
             return {"step": step_id, "state": "not-run"}
         ctx = Context(config, plan_id, prior)
         action = action_for(prior.kind)
+        undo: dict[str, Any] = {}
         try:
             if prior.undo and action.done(ctx, prior.undo):
                 output = "already done (redelivered): not acting again"
@@ -86,7 +87,8 @@ def execute(config: Config, plan_id: str, step_id: str, worker: str) -> dict[str
         except Exception as exc:  # an unexpected bug must still fail the step, not hang the plan
             store.finish(plan_id, step_id, StepState.FAILED, error=f"{type(exc).__name__}: {exc}")
             raise StepFailed(f"step {step_id} ({prior.kind.value}) crashed: {exc}") from None
-        store.finish(plan_id, step_id, StepState.SUCCEEDED, output=output)
+        # the undo record now also says where the step left each ref (``after``)
+        store.finish(plan_id, step_id, StepState.SUCCEEDED, output=output, undo=undo)
     return {"step": step_id, "state": "succeeded"}
 
 
@@ -97,7 +99,9 @@ def undo_order(plan: DispatchPlan) -> list[str]:
     unfinished = [
         s.id
         for s in plan.steps
-        if s.undo and s.state in (StepState.FAILED, StepState.RUNNING, StepState.SKIPPED)
+        if s.undo
+        and s.kind is not ActionKind.PUSH
+        and s.state in (StepState.FAILED, StepState.RUNNING, StepState.SKIPPED)
     ]
     # a completed step that recorded nothing (run-tests, noop) has nothing to compensate:
     # it stays succeeded and is not reported as undone
@@ -155,7 +159,11 @@ def finish_rollback(config: Config, plan_id: str) -> PlanState:
         if step.state in (StepState.PENDING, StepState.RUNNING):
             store.finish(plan_id, step.id, StepState.SKIPPED)
     undone = [s.id for s in store.load(plan_id).steps if s.state is StepState.UNDONE]
-    failed_undos = [e["step_id"] for e in store.events(plan_id) if e["kind"] == "undo-failed"]
+    failed_undos = [
+        f"{e['step_id']} ({e['message']})"
+        for e in store.events(plan_id)
+        if e["kind"] == "undo-failed"
+    ]
     cancelled = plan.error == "cancelled"
     if failed_undos or problems:
         final = PlanState.FAILED
@@ -213,7 +221,7 @@ def fail(config: Config, plan_id: str, *, cancelled: bool = False) -> bool:
     )
     live = [PlanState.RUNNING, PlanState.QUEUED]
     if cancelled:
-        live += [PlanState.AWAITING_PUSH, PlanState.FAILING, PlanState.FAILED]
+        live += [PlanState.AWAITING_PUSH, PlanState.FAILING, PlanState.FAILED, PlanState.REJECTED]
     if not config.dispatch.rollback_on_failure and not cancelled:
         store.transition(
             plan_id,

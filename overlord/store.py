@@ -288,13 +288,17 @@ class Store:
         *,
         output: str = "",
         error: str | None = None,
+        undo: dict[str, Any] | None = None,
     ) -> None:
+        """Record how a step ended (and, for a step that acted, its final undo record)."""
         values: dict[str, Any] = {
             "state": state.value,
             "ended_at": db.utcnow(),
             "output": output[-defaults.OUTPUT_TAIL :],
             "error": error,
         }
+        if undo:
+            values["undo"] = _jsonable(undo)
         with _write(self.url) as conn:
             if state is StepState.SUCCEEDED:
                 seq = conn.execute(

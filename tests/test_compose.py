@@ -143,12 +143,17 @@ def test_volumes_env_and_secrets_are_consistent() -> None:
         if name.startswith("worker-") and name != "worker-direct":
             assert "ports" not in service
     example = config_module.load(EXAMPLE)
+    from overlord.routing.tiers import fallbacks
+
     for endpoint in example.models.values():
         service = data["services"][f"worker-{endpoint.queue_name}"]
-        if endpoint.api_key_env:
-            assert endpoint.api_key_env in service["environment"]
-        else:
-            assert not any("API_KEY" in k for k in service["environment"])
+        # its own key, and the keys of the tiers a step may fall back to from here
+        wanted = {
+            e.api_key_env
+            for e in example.models.values()
+            if e.api_key_env and e.tier in fallbacks(endpoint.tier)
+        }
+        assert {k for k in service["environment"] if "API_KEY" in k} == wanted
     assert "ANTHROPIC_API_KEY" not in data["services"]["worker-direct"]["environment"]
     for port in data["services"]["flower"]["ports"] + data["services"]["redis"]["ports"]:
         assert str(port).startswith("127.0.0.1:"), "published on the loopback only"

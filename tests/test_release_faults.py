@@ -164,7 +164,7 @@ def test_killed_process_mid_release_is_rolled_back_by_cancel(
     assert store.load(plan_id).state is PlanState.RUNNING
     code, doc = cli_json(capsys, ws, "cancel", plan_id)
     assert doc["state"] == "cancelled", doc.get("error")
-    assert code == 1
+    assert code == 0  # cancelled as asked: everything rolled back
     assert workspace_snapshot(ws) == before
 
 
@@ -255,6 +255,10 @@ def test_one_remote_rejecting_the_push_is_reported_and_resume_finishes(
     assert "overlord resume" in doc["error"]
     assert _remote_refs(ws, "core")["refs/tags/v0.2.0"] == _local(ws, "core", "refs/tags/v0.2.0")
     assert _remote_refs(ws, "web") == web_before  # atomic: nothing of web landed
+    before_cancel = workspace_snapshot(ws)
+    code, _, err = cli(capsys, ws, "cancel", doc["id"])
+    assert code == 2 and "already pushed core, api" in err  # local and remote stay together
+    assert workspace_snapshot(ws) == before_cancel
     hook.unlink()
     code, resumed = cli_json(capsys, ws, "resume", doc["id"])
     assert code == 0 and resumed["state"] == "succeeded"

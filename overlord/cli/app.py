@@ -70,9 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = app(args=argv, standalone_mode=False)
     except OverlordError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
+        from rich.text import Text
+
+        # messages quote user input and tool output: never read them as markup
+        err_console.print(Text.assemble(("error:", "bold red"), " ", exc.message), soft_wrap=True)
         if exc.hint:
-            err_console.print(f"[dim]hint:[/] {exc.hint}", markup=True, soft_wrap=True)
+            err_console.print(Text.assemble(("hint:", "dim"), " ", exc.hint), soft_wrap=True)
         return exc.exit_code
     except typer.Abort:
         err_console.print("aborted")

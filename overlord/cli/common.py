@@ -22,9 +22,21 @@ ConfigOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")]
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Approve this plan in advance (never a push).")
+]
+DetachOpt = Annotated[
+    bool, typer.Option("--detach", help="Do not wait: enqueue, or save as pending.")
+]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Print plain text: task texts, errors and test output may hold [brackets], which
+    must be shown as they are, never read as rich markup."""
+    (err_console if err else console).print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def load_config(path: str | None) -> Config:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from overlord.cli.common import ConfigOpt, JsonOpt, load_config
+from overlord.cli.common import ConfigOpt, DetachOpt, JsonOpt, YesOpt, load_config
 
 
 def register(app: typer.Typer) -> None:
@@ -18,18 +18,14 @@ def register(app: typer.Typer) -> None:
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Show the plan; change nothing.")
         ] = False,
-        yes: Annotated[
-            bool, typer.Option("--yes", "-y", help="Approve this plan in advance (never a push).")
-        ] = False,
+        yes: YesOpt = False,
         tier: Annotated[
             str | None, typer.Option("--tier", help="Force a model tier for code work.")
         ] = None,
         complexity: Annotated[
             str | None, typer.Option("--complexity", help="low | medium | high, for code work.")
         ] = None,
-        detach: Annotated[
-            bool, typer.Option("--detach", help="Do not wait: enqueue, or save as pending.")
-        ] = False,
+        detach: DetachOpt = False,
         json_out: JsonOpt = False,
         config_path: ConfigOpt = None,
     ) -> None:
@@ -40,6 +36,10 @@ def register(app: typer.Typer) -> None:
         from overlord.registry import Registry
 
         config = load_config(config_path)
+        if tier is not None:
+            from overlord.routing.tiers import tier as parse_tier
+
+            tier = parse_tier(tier).value  # a one-line error listing the tiers
         intent = parse(task, Registry(config), complexity=complexity)
         plan = planner.plan_for(intent, config, tier=tier)
         code = execute_and_report(

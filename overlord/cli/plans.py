@@ -6,10 +6,17 @@ from typing import Annotated
 
 import typer
 
-from overlord.cli.common import ConfigOpt, JsonOpt, console, load_config, print_json
+from overlord.cli.common import (
+    ConfigOpt,
+    DetachOpt,
+    JsonOpt,
+    console,
+    load_config,
+    print_json,
+    say,
+)
 
 IdArg = Annotated[str, typer.Argument(help="Plan id (a unique prefix works).")]
-DetachOpt = Annotated[bool, typer.Option("--detach", help="Enqueue and return (distributed mode).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +38,7 @@ def register(app: typer.Typer) -> None:
         if ctx.invoked_subcommand is not None:
             return
         from rich.table import Table
+        from rich.text import Text
 
         from overlord.errors import OverlordError
         from overlord.plan import PlanState
@@ -47,7 +55,9 @@ def register(app: typer.Typer) -> None:
             return
         table = Table("id", "state", "kind", "created", "task", header_style="bold")
         for row in rows:
-            table.add_row(row["id"], row["state"], row["kind"], row["created_at"][:19], row["task"])
+            table.add_row(
+                row["id"], row["state"], row["kind"], row["created_at"][:19], Text(row["task"])
+            )
         console.print(table)
 
     @plans_app.command("show")
@@ -61,14 +71,14 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json({**plan_document(plan), "events": store.events(plan.id)})
             return
-        console.print(plan_header(plan))
+        say(plan_header(plan))
         console.print(steps_table(plan, outputs=True))
         for step in plan.steps:
             if step.route_reason:
-                console.print(f"  {step.id}: {step.endpoint} — {step.route_reason}")
-        console.print(outcome_line(plan))
+                say(f"  {step.id}: {step.endpoint} — {step.route_reason}")
+        say(outcome_line(plan))
         for note in plan.notes:
-            console.print(f"  {note}")
+            say(f"  {note}")
 
     app.add_typer(plans_app, name="plans")
 

@@ -7,7 +7,7 @@ import sys
 from rich.live import Live
 
 from overlord import runner
-from overlord.cli.common import console, err_console, print_json
+from overlord.cli.common import console, print_json, say
 from overlord.cli.render import outcome_line, plan_document, plan_header, steps_table
 from overlord.config import Config
 from overlord.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
@@ -56,14 +56,14 @@ class Progress:
                 self.seen[step.id] = step.state.value
                 if step.state.value != "pending":
                     detail = f" ({step.error})" if step.error else ""
-                    console.print(
+                    say(
                         f"  {step.id} {step.kind.value} {step.project or ''}: {step.state.value}{detail}"
                     )
 
 
 def exit_code(plan: DispatchPlan) -> int:
-    if plan.state is PlanState.SUCCEEDED or plan.state is PlanState.REJECTED:
-        return EXIT_OK
+    if plan.state in (PlanState.SUCCEEDED, PlanState.REJECTED, PlanState.CANCELLED):
+        return EXIT_OK  # done as a person decided
     if plan.state.waiting:
         return EXIT_PENDING
     if plan.state in (PlanState.QUEUED, PlanState.RUNNING):
@@ -89,7 +89,7 @@ def settle_push(
                 return runner.push(config, plan.id, follow=progress)
         return runner.reject(config, plan.id)
     if not json_out:
-        err_console.print(f"{PUSH_QUESTION} Waiting for a person: `overlord approve {plan.id}`")
+        say(f"{PUSH_QUESTION} Waiting for a person: `overlord approve {plan.id}`", err=True)
     return plan
 
 
@@ -100,17 +100,15 @@ def report(plan: DispatchPlan, json_out: bool) -> int:
         return code
     if console.is_terminal is False:
         console.print(steps_table(plan, outputs=True))
-    console.print(outcome_line(plan))
+    say(outcome_line(plan))
     for note in plan.notes:
-        console.print(f"  {note}")
+        say(f"  {note}")
     if plan.state.waiting:
-        console.print(
-            f"approve with: overlord approve {plan.id}   (or reject: overlord reject {plan.id})"
-        )
+        say(f"approve with: overlord approve {plan.id}   (or reject: overlord reject {plan.id})")
     elif plan.state in (PlanState.QUEUED, PlanState.RUNNING):
-        console.print(f"enqueued; follow with: overlord plans show {plan.id}")
+        say(f"enqueued; follow with: overlord plans show {plan.id}")
     elif plan.state is PlanState.FAILED:
-        console.print(f"inspect with: overlord plans show {plan.id}")
+        say(f"inspect with: overlord plans show {plan.id}")
     return code
 
 
@@ -127,14 +125,14 @@ def execute_and_report(
     runner.preflight(config, plan)
     verdict = runner.decide(config, plan, yes=yes)
     if not json_out:
-        console.print(plan_header(plan))
+        say(plan_header(plan))
         console.print(steps_table(plan))
-        console.print(f"autonomy: {verdict.decision.value} — {verdict.reason}")
+        say(f"autonomy: {verdict.decision.value} — {verdict.reason}")
     if dry_run:
         if json_out:
             print_json({**plan_document(plan), "verdict": verdict.as_dict(), "dry_run": True})
         else:
-            console.print("dry run: nothing changed")
+            say("dry run: nothing changed")
         return EXIT_OK
     if not verdict.execute and interactive(json_out, detach):
         if not ask("Run this plan?"):
@@ -150,8 +148,10 @@ def execute_and_report(
         if json_out:
             print_json(plan_document(plan))
         else:
-            err_console.print(
-                f"plan {plan.id} saved as pending ({verdict.reason}); approve it with `overlord approve {plan.id}`"
+            say(
+                f"plan {plan.id} saved as pending ({verdict.reason}); "
+                f"approve it with `overlord approve {plan.id}`",
+                err=True,
             )
         return EXIT_PENDING
     plan = follow(config, plan, detach=detach, json_out=json_out)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from overlord.cli.common import ConfigOpt, JsonOpt, console, load_config, print_json
+from overlord.cli.common import ConfigOpt, DetachOpt, JsonOpt, console, load_config, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -34,9 +34,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--yes", "-y", help="Approve the release in advance (never the push)."),
         ] = False,
-        detach: Annotated[
-            bool, typer.Option("--detach", help="Do not wait: enqueue, or save as pending.")
-        ] = False,
+        detach: DetachOpt = False,
         json_out: JsonOpt = False,
         config_path: ConfigOpt = None,
     ) -> None:

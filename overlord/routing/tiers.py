@@ -15,6 +15,7 @@ Git chores need no model; they never reach this table.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypeVar
 
 from overlord.config import Tier
 from overlord.errors import PlanError
@@ -46,31 +47,31 @@ _REASONING = frozenset({TaskType.DEBUGGING, TaskType.ARCHITECTURE, TaskType.PLAN
 _PREFER_LARGE = frozenset({TaskType.BOILERPLATE, TaskType.FEATURE})
 
 
+E = TypeVar("E", TaskType, Complexity, Tier)
+
+
+def _member(kind: type[E], value: E | str, what: str) -> E:
+    """``value`` as a member of ``kind``; an unknown name raises ``PlanError`` listing them."""
+    try:
+        return kind(str(value).strip().lower())
+    except ValueError:
+        known = ", ".join(m.value for m in kind)
+        raise PlanError(f"unknown {what} {value!r}", f"use one of: {known}") from None
+
+
 def task_type(value: TaskType | str) -> TaskType:
     """``value`` as a ``TaskType``; an unknown name raises ``PlanError``."""
-    try:
-        return TaskType(str(value).strip().lower())
-    except ValueError:
-        known = ", ".join(t.value for t in TaskType)
-        raise PlanError(f"unknown task type {value!r}", f"use one of: {known}") from None
+    return _member(TaskType, value, "task type")
 
 
 def complexity(value: Complexity | str) -> Complexity:
     """``value`` as a ``Complexity``; an unknown name raises ``PlanError``."""
-    try:
-        return Complexity(str(value).strip().lower())
-    except ValueError:
-        known = ", ".join(c.value for c in Complexity)
-        raise PlanError(f"unknown complexity {value!r}", f"use one of: {known}") from None
+    return _member(Complexity, value, "complexity")
 
 
 def tier(value: Tier | str) -> Tier:
     """``value`` as a ``Tier`` (e.g. from ``--tier``); an unknown name raises ``PlanError``."""
-    try:
-        return Tier(str(value).strip().lower())
-    except ValueError:
-        known = ", ".join(t.value for t in Tier)
-        raise PlanError(f"unknown model tier {value!r}", f"use one of: {known}") from None
+    return _member(Tier, value, "model tier")
 
 
 def tier_for(kind: TaskType | str, level: Complexity | str = Complexity.MEDIUM) -> Tier:

@@ -1,0 +1,103 @@
+"""A rollback never destroys a person's work, and text is never read as markup."""
+
+from __future__ import annotations
+
+import pytest
+
+from overlord.cli.app import main
+from tests.kit import Workspace, add_commit, git, workspace_snapshot
+
+
+def run(capsys: pytest.CaptureFixture[str], ws: Workspace, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["--config", str(ws.config_path), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def pending_release(capsys: pytest.CaptureFixture[str], ws: Workspace) -> str:
+    """A release run to its push question (no terminal: it waits); returns the plan id."""
+    code, out, err = run(capsys, ws, "release", "core", "0.2.0", "--execute", "--push", "--yes")
+    assert code == 3, out + err
+    plans_code, listing, _ = run(capsys, ws, "plans", "--json")
+    import json
+
+    return str(json.loads(listing)["plans"][0]["id"])
+
+
+def test_cancel_keeps_a_commit_made_after_the_plan(
+    synced_workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = synced_workspace
+    plan_id = pending_release(capsys, ws)
+    core = ws.repos["core"]
+    mine = add_commit(core, "MINE.md", "a person's work\n", "a person's commit")
+    code, out, err = run(capsys, ws, "cancel", plan_id)
+    assert code == 1, out + err
+    assert "rollback incomplete" in out and "develop moved since this plan changed it" in out
+    assert git(core, "rev-parse", "develop") == mine  # the person's commit is still there
+    assert git(core, "status", "--porcelain") == ""
+
+
+def test_cancel_never_resets_uncommitted_changes(
+    synced_workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = synced_workspace
+    plan_id = pending_release(capsys, ws)
+    core = ws.repos["core"]
+    readme = core / "README.md"
+    readme.write_text(readme.read_text() + "unsaved edit\n")
+    code, out, err = run(capsys, ws, "cancel", plan_id)
+    assert code == 1, out + err
+    assert "uncommitted changes on develop" in out
+    assert "unsaved edit" in readme.read_text()
+
+
+def test_cancel_of_a_rejected_release_rolls_it_back(
+    synced_workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = synced_workspace
+    before = workspace_snapshot(ws)
+    plan_id = pending_release(capsys, ws)
+    code, out, _ = run(capsys, ws, "reject", plan_id)
+    assert code == 0 and "rejected" in out
+    assert workspace_snapshot(ws) != before  # the local release is kept after a rejected push
+    code, out, err = run(capsys, ws, "cancel", plan_id)
+    assert code == 0, out + err
+    assert workspace_snapshot(ws) == before
+
+
+def test_brackets_in_input_and_output_are_shown_not_parsed(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, workspace, "release", "[/x]", "1.0.0")
+    assert code == 2 and "[/x]" in err and "Traceback" not in err
+    core = workspace.repos["core"]
+    add_commit(
+        core,
+        "tests/test_loud.py",
+        # the last line the run prints (the step's error) holds [brackets]
+        "import atexit\n\natexit.register(print, 'see [/tmp/log]')\n\n\n"
+        "def test_loud():\n    raise AssertionError('see [/tmp/log]')\n",
+        "a test that fails loudly",
+    )
+    before = workspace_snapshot(workspace)
+    code, out, err = run(
+        capsys, workspace, "dispatch", "update core to 0.2.0 in api and core", "--yes"
+    )
+    assert code == 2  # core cannot depend on itself: refused before anything runs
+    code, out, err = run(capsys, workspace, "dispatch", "run tests in core")
+    assert code == 1 and "Traceback" not in out + err
+    assert "[/tmp/log]" in out
+    assert workspace_snapshot(workspace) == before
+
+
+def test_existing_tag_and_bad_tier_are_refused_before_anything_runs(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = workspace_snapshot(workspace)
+    code, _, err = run(capsys, workspace, "dispatch", "tag api 0.1.0", "--yes")
+    assert code == 2 and "tag v0.1.0 already exists" in err
+    code, _, err = run(capsys, workspace, "dispatch", "run tests in api", "--tier", "bogus")
+    assert code == 2 and "unknown model tier 'bogus'" in err
+    assert workspace_snapshot(workspace) == before
