@@ -234,8 +234,8 @@ def _tag_prepare(ctx: Context) -> Undo:
     name, ref = ctx.params["name"], ctx.params.get("ref") or "HEAD"
     if git.tag_exists(name):
         raise StepFailed(f"{git.path}: tag {name} already exists", "pick another version")
-    remote = ctx.project.remote
-    if remote in git.remotes() and f"refs/tags/{name}" in git.ls_remote(remote):
+    remote = git.remote_named(ctx.project.remote)
+    if remote is not None and f"refs/tags/{name}" in git.ls_remote(remote):
         raise StepFailed(
             f"{git.path}: tag {name} already exists on remote {remote}", "pick another version"
         )
@@ -367,7 +367,13 @@ def _push_prepare(ctx: Context) -> Undo:
         if target is None:
             raise MissingBranch(f"{git.path}: nothing to push at {ref}")
         want[ref] = target
-    return {"remote": ctx.project.remote, "refs": want}
+    remote = git.remote_named(ctx.project.remote)
+    if remote is None:
+        raise StepFailed(
+            f"{git.path}: no git remote matches {ctx.project.remote!r}",
+            f"add one (git -C {git.path} remote add origin URL) or fix `remote` in the config",
+        )
+    return {"remote": remote, "refs": want}
 
 
 def _push_run(ctx: Context, undo: Undo) -> str:

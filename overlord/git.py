@@ -252,6 +252,21 @@ class Git:
     def remotes(self) -> list[str]:
         return self.run("remote").split()
 
+    def remote_named(self, spec: str) -> str | None:
+        """The git remote a config's ``remote`` means: a remote of that name, or (for
+        ``owner/repo``) the remote whose URL ends with it; None when there is none."""
+        names = self.remotes()
+        if spec in names:
+            return spec
+        if "/" not in spec:
+            return None
+        wanted = spec.strip("/").removesuffix(".git")
+        for name in names:
+            url = (self.remote_url(name) or "").rstrip("/").removesuffix(".git")
+            if url == wanted or url.endswith(("/" + wanted, ":" + wanted)):
+                return name
+        return None
+
     def remote_url(self, name: str) -> str | None:
         out = self._run(["remote", "get-url", name], check=False)
         return (out.stdout.strip() or None) if out.returncode == 0 else None

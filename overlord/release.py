@@ -125,10 +125,11 @@ def _remote_has_tag(git: Git, remote: str, tag: str) -> bool:
     """Whether ``tag`` is on ``remote``; an unreachable remote counts as no (the tag step
     checks again before it acts)."""
     try:
-        if remote not in git.remotes():
+        name = git.remote_named(remote)
+        if name is None:
             return False
         probe = Git(git.path, timeout=REMOTE_CHECK_TIMEOUT)
-        return f"refs/tags/{tag}" in probe.ls_remote(remote)
+        return f"refs/tags/{tag}" in probe.ls_remote(name)
     except GitError:
         return False
 

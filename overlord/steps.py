@@ -53,12 +53,28 @@ def _project_path(config: Config, step: DispatchStep) -> Path | None:
     return config.projects[step.project].path
 
 
+#: (state_url, plan, step) → project: a step's project never changes, so a worker reads
+#: it once (the lock must be taken before the step's state is read and claimed).
+_PROJECTS: dict[tuple[str, str, str], str | None] = {}
+
+
+def _step_project(store: Store, plan_id: str, step_id: str) -> str | None:
+    key = (store.url, plan_id, step_id)
+    if key not in _PROJECTS:
+        if len(_PROJECTS) > 10_000:
+            _PROJECTS.clear()
+        _PROJECTS.update(
+            {(store.url, plan_id, s): p for s, p in store.step_projects(plan_id).items()}
+        )
+    return _PROJECTS.get(key)
+
+
 def execute(config: Config, plan_id: str, step_id: str, worker: str) -> dict[str, Any]:
     """Run a step once: claim it, check whether it already acted, prepare, act, record."""
     assert config.state_url
     store = Store(config.state_url)
-    step = store.load_step(plan_id, step_id)
-    with repo_lock(_project_path(config, step)):
+    project = _step_project(store, plan_id, step_id)
+    with repo_lock(config.projects[project].path if project else None):
         prior = store.claim(plan_id, step_id, worker)
         if prior is None:
             return {"step": step_id, "state": "not-run"}
@@ -171,9 +187,12 @@ def finish_rollback(config: Config, plan_id: str) -> PlanState:
     else:
         final = PlanState.CANCELLED if cancelled else PlanState.ROLLED_BACK
         note = f"rolled back: undid {', '.join(undone) or 'nothing'}"
-    store.transition(plan_id, final, undone=undone, notes=[*plan.notes, note])
-    remember_outcome(config, store.load(plan_id))
-    return final
+    # once per plan, even if two rollbacks of it ran (a resume during a rollback)
+    if store.transition(
+        plan_id, final, expect=[PlanState.FAILING], undone=undone, notes=[*plan.notes, note]
+    ):
+        remember_outcome(config, store.load(plan_id))
+    return store.state(plan_id)
 
 
 def finish(config: Config, plan_id: str) -> PlanState:

@@ -168,6 +168,14 @@ class Store:
             raise PlanNotFound(f"plan {plan_id} has no step {step_id!r}")
         return _step(row)
 
+    def step_projects(self, plan_id: str) -> dict[str, str | None]:
+        """Step id → project of every step of a plan."""
+        with db.connect(self.url) as conn:
+            rows = conn.execute(
+                select(db.steps.c.step_id, db.steps.c.data).where(db.steps.c.plan_id == plan_id)
+            ).all()
+        return {r.step_id: (r.data or {}).get("project") for r in rows}
+
     def list_plans(self, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         query = select(db.plans).order_by(db.plans.c.created_at.desc()).limit(limit)
         if state:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -274,3 +275,16 @@ def test_worktrees(tmp_path: Path, repo: Path) -> None:
     g.worktree_remove(where)
     assert not where.exists()
     assert str(where) not in g.run("worktree", "list")
+
+
+def test_remote_named_accepts_a_name_or_owner_slash_repo(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    git = Git(repo)
+    git.run("remote", "add", "origin", "git@github.com:acme/core.git")
+    git.run("remote", "add", "mirror", "https://example.com/acme/other/")
+    assert git.remote_named("origin") == "origin"
+    assert git.remote_named("acme/core") == "origin"
+    assert git.remote_named("acme/other") == "mirror"
+    assert git.remote_named("acme/nothing") is None
+    assert git.remote_named("upstream") is None
