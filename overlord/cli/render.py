@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -44,28 +45,42 @@ def plan_header(plan: DispatchPlan) -> str:
     )
 
 
+_COLUMNS = ("step", "kind", "project", "after", "tier/endpoint", "state", "time", "detail")
+
+
 def steps_table(plan: DispatchPlan, *, outputs: bool = False) -> Table:
-    table = Table(show_header=True, header_style="bold", expand=False)
-    for column in ("step", "kind", "project", "after", "tier/endpoint", "state", "time", "detail"):
-        table.add_column(column)
+    """One line a step; only the detail column gives way on a narrow terminal."""
+    rows = []
     for step in plan.steps:
-        duration = f"{step.duration:.1f}s" if step.duration is not None else ""
-        route = step.endpoint or (step.tier.value if step.tier else "-")
         detail = step.error or (
             step.output.strip().splitlines()[-1]
             if outputs and step.output.strip()
             else step.description
         )
-        table.add_row(
-            step.id,
-            step.kind.value,
-            step.project or "-",
-            ",".join(step.depends_on) or "-",
-            route,
-            Text(step.state.value, style=_STYLE[step.state]),
-            duration,
-            Text(detail[:100]),
+        rows.append(
+            (
+                step.id,
+                step.kind.value,
+                step.project or "-",
+                ",".join(step.depends_on) or "-",
+                step.endpoint or (step.tier.value if step.tier else "-"),
+                step.state.value,
+                f"{step.duration:.1f}s" if step.duration is not None else "",
+                detail[:100],
+            )
         )
+    # the tier/endpoint column only when some step uses a model
+    shown = [i for i in range(len(_COLUMNS)) if i != 4 or any(r[4] != "-" for r in rows)]
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
+    for i in shown[:-1]:
+        width = max([len(_COLUMNS[i]), *(len(r[i]) for r in rows)])
+        table.add_column(_COLUMNS[i], no_wrap=True, min_width=width)
+    table.add_column(_COLUMNS[-1], ratio=1)  # takes what is left; its text is cut, not wrapped
+    for row, step in zip(rows, plan.steps, strict=True):
+        cells = [Text(c) for c in row]
+        cells[7] = Text(row[7], no_wrap=True, overflow="ellipsis")
+        cells[5] = Text(row[5], style=_STYLE[step.state])
+        table.add_row(*(cells[i] for i in shown))
     return table
 
 

@@ -199,7 +199,8 @@ def choose(
         return _make(target, requested, reason, waiting=True)
     raise EndpointUnavailable(
         f"no healthy model endpoint for tier {requested} or its fallbacks: {', '.join(down)}",
-        "start the model servers, or fix their URLs under `models:` in the config",
+        "start the model servers (then `overlord models --check` refreshes the cached health),"
+        " or fix their URLs under `models:` in the config",
     )
 
 
@@ -220,7 +221,7 @@ def _forced(
         gone = ", ".join(_down(health, e) for e in endpoints)
         raise EndpointUnavailable(
             f"tier {requested} was forced but none of its endpoints is healthy: {gone}",
-            "start the model server, or drop --tier to let the step fall back",
+            "start the model server (then `overlord models --check`), or drop --tier",
         )
     free = [e for e in healthy if in_flight.get(e.name, 0) < e.concurrent]
     if free:
