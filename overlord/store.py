@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from overlord import db, defaults
@@ -73,6 +73,27 @@ def _write(url: str) -> Iterator[Connection]:
     else:
         with db.begin(url) as conn:
             yield conn
+
+
+# Statements on the per-step path, built once (bound parameters): building a statement
+# costs more than running it on SQLite.
+_S = db.steps.c
+_THIS_STEP = (_S.plan_id == bindparam("pid")) & (_S.step_id == bindparam("sid"))
+_PLAN_STATE = select(db.plans.c.state).where(db.plans.c.id == bindparam("pid")).with_for_update()
+_STEP_ROW = select(db.steps).where(_THIS_STEP)
+_EVENT = db.events.insert().values(
+    plan_id=bindparam("pid"),
+    step_id=bindparam("sid"),
+    at=bindparam("at"),
+    kind=bindparam("kind"),
+    message=bindparam("message"),
+)
+_UPDATE_STEP = update(db.steps).where(_THIS_STEP)  # SET comes from the parameters' keys
+_NEXT_SEQ = (
+    select(func.coalesce(func.max(_S.finished_seq), 0) + 1)
+    .where(_S.plan_id == bindparam("pid"))
+    .scalar_subquery()
+)
 
 
 class Store:
@@ -239,35 +260,26 @@ class Store:
         Returns the step as it was before this claim (so the caller can see a redelivery),
         or None when the step already finished and must not act again.
         """
-        plan_cols = db.steps.c
-        where = (plan_cols.plan_id == plan_id) & (plan_cols.step_id == step_id)
+        ids = {"pid": plan_id, "sid": step_id}
         with _write(self.url) as conn:
-            plan_state = conn.execute(
-                select(db.plans.c.state).where(db.plans.c.id == plan_id).with_for_update()
-            ).scalar()
-            row = conn.execute(select(db.steps).where(where)).mappings().one_or_none()
+            plan_state = conn.execute(_PLAN_STATE, ids).scalar()
+            row = conn.execute(_STEP_ROW, ids).mappings().one_or_none()
             if row is None or plan_state is None:
                 raise PlanNotFound(f"plan {plan_id} has no step {step_id!r}")
             if StepState(row["state"]).finished:
                 return None
             if plan_state != PlanState.RUNNING.value:
                 # the plan failed or was cancelled meanwhile: this step must not act
-                conn.execute(
-                    update(db.steps)
-                    .where(where)
-                    .values(state=StepState.SKIPPED.value, ended_at=db.utcnow())
-                )
+                skipped = {"state": StepState.SKIPPED.value, "ended_at": db.utcnow()}
+                conn.execute(_UPDATE_STEP, {**ids, **skipped})
                 return None
-            conn.execute(
-                update(db.steps)
-                .where(where)
-                .values(
-                    state=StepState.RUNNING.value,
-                    attempts=row["attempts"] + 1,
-                    started_at=row["started_at"] or db.utcnow(),
-                    worker=worker,
-                )
-            )
+            running = {
+                "state": StepState.RUNNING.value,
+                "attempts": row["attempts"] + 1,
+                "started_at": row["started_at"] or db.utcnow(),
+                "worker": worker,
+            }
+            conn.execute(_UPDATE_STEP, {**ids, **running})
             attempt = row["attempts"] + 1
             _event(conn, plan_id, step_id, "step", f"running on {worker} (attempt {attempt})")
         return _step(row)
@@ -307,17 +319,11 @@ class Store:
         }
         if undo:
             values["undo"] = _jsonable(undo)
+        ids = {"pid": plan_id, "sid": step_id}
         with _write(self.url) as conn:
             if state is StepState.SUCCEEDED:
-                seq = conn.execute(
-                    select(func.max(db.steps.c.finished_seq)).where(db.steps.c.plan_id == plan_id)
-                ).scalar()
-                values["finished_seq"] = (seq or 0) + 1
-            conn.execute(
-                update(db.steps)
-                .where((db.steps.c.plan_id == plan_id) & (db.steps.c.step_id == step_id))
-                .values(**values)
-            )
+                values["finished_seq"] = conn.execute(select(_NEXT_SEQ), ids).scalar()
+            conn.execute(_UPDATE_STEP, {**ids, **values})
             detail = f"-> {state.value}" + (f": {error}" if error else "")
             _event(conn, plan_id, step_id, "step", detail)
 
@@ -370,9 +376,8 @@ def _step(row: Any) -> DispatchStep:
 def _event(conn: Any, plan_id: str, step_id: str | None, kind: str, message: str) -> None:
     """Record an event in the caller's transaction (one commit for a change and its event)."""
     conn.execute(
-        db.events.insert().values(
-            plan_id=plan_id, step_id=step_id, at=db.utcnow(), kind=kind, message=message
-        )
+        _EVENT,
+        {"pid": plan_id, "sid": step_id, "at": db.utcnow(), "kind": kind, "message": message},
     )
 
 
