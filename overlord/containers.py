@@ -150,6 +150,7 @@ def _run_process(
         job_file.write_text(json.dumps({**job, "repo": str(tree)}), encoding="utf-8")
         env = {k: os.environ[k] for k in PASS_ENV if k in os.environ} | secrets
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # as in the images: no __pycache__ in the commit
+        env["OVERLORD_PARENT_PID"] = str(os.getpid())  # the minion stops if we die
         cmd = [sys.executable, "-m", "overlord.minion", str(job_file), str(result_file)]
         result = _read_result(result_file, _run_group(cmd, env, timeout), branch)
     if not result.ok and not existed and repo.branch_exists(branch):  # left by a killed run
@@ -187,6 +188,10 @@ def _worktree(repo: Git, branch: str) -> Iterator[Path]:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", branch).strip("-.")
     path = parent / f"{slug}-{uuid.uuid4().hex[:8]}"
     parent.mkdir(exist_ok=True)
+    for stale in parent.glob(f"{slug}-*"):  # left by an earlier attempt whose worker died
+        repo.run("worktree", "remove", "--force", str(stale), check=False)
+        shutil.rmtree(stale, ignore_errors=True)
+    repo.run("worktree", "prune", check=False)
     repo.run("worktree", "add", "--detach", "--quiet", str(path), "HEAD")
     try:
         yield path

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -369,8 +370,24 @@ class Minion:
         return make_result(self.branch, self.started, **fields)
 
 
+def watch_parent() -> None:
+    """Stop when the worker that started us dies ($OVERLORD_PARENT_PID, set by the process
+    backend): a SIGKILLed worker must not leave a minion calling the model on its own."""
+    parent = os.environ.get("OVERLORD_PARENT_PID", "")
+    if not parent.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    watch_parent()
     if not args or len(args) > 2:
         print("usage: python -m overlord.minion JOB_JSON [RESULT_JSON]", file=sys.stderr)
         return 2

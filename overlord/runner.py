@@ -12,6 +12,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from overlord.actions import head_name, require_branch, require_clean
 from overlord.autonomy import AutonomyPolicy, Verdict
@@ -28,6 +29,9 @@ POLL = 0.1
 STATE_POLL = 0.02
 
 Follow = Callable[[DispatchPlan], None]
+
+if TYPE_CHECKING:
+    from overlord.tasks.runtime import Runtime
 
 
 def store_for(config: Config) -> Store:
@@ -131,6 +135,8 @@ def run(
         raise PlanError(f"plan {plan.id} is {plan.state.value}; only an approved plan runs")
     with Runtime(config) as runtime:
         assert runtime.app is not None
+        if not detach:
+            _require_workers(runtime, plan, {s.queue for s in plan.steps if not s.state.finished})
         if not store.transition(
             plan.id,
             PlanState.RUNNING,
@@ -146,6 +152,21 @@ def run(
         if detach and not runtime.embedded:
             return store.load(plan.id)
         return wait(config, plan.id, follow=follow)
+
+
+def _require_workers(runtime: Runtime, plan: DispatchPlan, queues: set[str]) -> None:
+    """Distributed: refuse to wait on queues no worker consumes (it would wait forever)."""
+    from overlord.tasks.runtime import idle_queues
+
+    if runtime.with_worker or runtime.app is None:
+        return
+    idle = idle_queues(runtime.app, queues | {"direct"})
+    if idle:
+        starts = "; ".join(f"overlord worker --queue {q}" for q in idle)
+        raise PlanError(
+            f"no worker consumes queue {', '.join(idle)}: plan {plan.id} is saved, not started",
+            f"start one ({starts}), then `overlord resume {plan.id}`; or pass --detach",
+        )
 
 
 def wait(
@@ -180,6 +201,8 @@ def push(
     store = store_for(config)
     with Runtime(config) as runtime:
         assert runtime.app is not None
+        if not detach:
+            _require_workers(runtime, store.load(plan_id), set())
         if not store.transition(
             plan_id,
             PlanState.RUNNING,

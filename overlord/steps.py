@@ -144,7 +144,10 @@ def undo(config: Config, plan_id: str, step_id: str) -> dict[str, Any]:
         text = exc.message if isinstance(exc, OverlordError) else f"{type(exc).__name__}: {exc}"
         store.event(plan_id, step_id, "undo-failed", text)
         return {"step": step_id, "state": "undo-failed", "error": text}
-    store.set_step_state(plan_id, step_id, StepState.UNDONE)
+    if step.state is StepState.SUCCEEDED:
+        # a completed step becomes "undone"; a failed or interrupted one keeps its state
+        # (it did not succeed), the compensation is in its events
+        store.set_step_state(plan_id, step_id, StepState.UNDONE)
     store.event(plan_id, step_id, "undo", message)
     return {"step": step_id, "state": "undone", "message": message}
 
@@ -281,9 +284,12 @@ def remember_outcome(config: Config, plan: DispatchPlan) -> None:
     """Record the outcome in cross-project memory (never fails the plan)."""
     from overlord import memory
 
-    category = "release" if plan.kind == "release" else "dispatch"
-    if plan.state in (PlanState.FAILED, PlanState.ROLLED_BACK) and plan.kind != "release":
-        category = "failure"
+    failed_run = plan.state in (PlanState.FAILED, PlanState.ROLLED_BACK)
+    categories = ["release"] if plan.kind == "release" else []
+    if failed_run:
+        categories.append("failure")  # a failed release is both
+    elif not categories:
+        categories = ["dispatch"]
     failed = [f"{s.id} {s.kind.value} {s.project or ''}: {s.error}" for s in plan.steps if s.error]
     content = f"{plan.task} -> {plan.state.value}" + (
         f"; failed: {'; '.join(failed)}" if failed else ""
@@ -297,12 +303,13 @@ def remember_outcome(config: Config, plan: DispatchPlan) -> None:
                 for s in plan.steps
                 if s.kind is ActionKind.SCAN and s.project == project and s.output.strip()
             ]
-            memory.remember(
-                config.state_url,
-                category,
-                "; ".join([content, *scans]),
-                project=project,
-                metadata={"plan": plan.id, "state": plan.state.value, "undone": plan.undone},
-            )
+            for category in categories:
+                memory.remember(
+                    config.state_url,
+                    category,
+                    "; ".join([content, *scans]),
+                    project=project,
+                    metadata={"plan": plan.id, "state": plan.state.value, "undone": plan.undone},
+                )
     except Exception:
         pass

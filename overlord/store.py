@@ -276,7 +276,7 @@ class Store:
             running = {
                 "state": StepState.RUNNING.value,
                 "attempts": row["attempts"] + 1,
-                "started_at": row["started_at"] or db.utcnow(),
+                "started_at": db.utcnow(),  # this attempt's start: a dead one's wait is not work
                 "worker": worker,
             }
             conn.execute(_UPDATE_STEP, {**ids, **running})

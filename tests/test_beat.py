@@ -145,6 +145,9 @@ def test_scheduled_run_executes_pre_approved_and_proposes_the_rest(
     assert plan.scheduled_run and plan.options["schedule"] == "nightly-tests"
     assert proposed["state"] == "pending"
     assert "not pre-approved: clean-stale-branches" in proposed["reason"]
+    # the entry fires again before anyone answered: no second proposal
+    again = run_entry(config, "stale", runtime.app)
+    assert again["plan"] == proposed["plan"] and "still waiting" in again["reason"]
     assert main(["--config", str(path), "plans", "--status", "pending", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     rows = listed if isinstance(listed, list) else listed.get("plans", [])

@@ -379,3 +379,51 @@ def test_server_health_models_and_concurrency() -> None:
             time.sleep(0.01)
         assert server.in_flight == 0
         assert server.health_checks == 2
+
+
+PARENT = """
+import os, subprocess, sys, time
+child = subprocess.Popen(
+    [sys.executable, "-m", "overlord.minion", sys.argv[1], sys.argv[2]],
+    env={**os.environ, "OVERLORD_PARENT_PID": str(os.getpid())},
+    start_new_session=True,
+)
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_minion_stops_when_its_worker_is_killed(
+    repo: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A SIGKILLed worker must not leave its minion calling the model on its own."""
+    with ScriptedOpenAI([{"sleep": 60}]) as server:
+        job_path, result_path = tmp_path / "job.json", tmp_path / "result.json"
+        job_path.write_text(json.dumps(make_job(repo, server, request_timeout=90)))
+        parent = subprocess.Popen(
+            [sys.executable, "-c", PARENT, str(job_path), str(result_path)],
+            cwd=MAIN,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert parent.stdout is not None
+        minion = int(parent.stdout.readline())
+        deadline = time.monotonic() + 10
+        while server.chat_count == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.chat_count == 1 and _alive(minion)
+        os.kill(parent.pid, 9)
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while _alive(minion) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(minion), "the minion outlived its worker"

@@ -223,3 +223,21 @@ def test_distributed_mode_uses_redis_for_health_and_slots(
             assert RedisHealthCache(client).get(name) is not None
         finally:
             client.delete(f"overlord:health:{name}", semaphore.key)
+
+
+def test_a_record_older_than_the_config_is_stale(tmp_path: Path) -> None:
+    """An endpoint moved in the config is checked again, not trusted from the cache."""
+    import os
+
+    from overlord.routing.check import fresh
+
+    config = write_config(
+        tmp_path, {"m": {"endpoint": "http://127.0.0.1:9/v1", "model": "x", "tier": "local"}}
+    )
+    assert config.source is not None
+    written = utcnow().timestamp() - 60
+    os.utime(config.source, (written, written))  # written a minute ago
+    record = HealthRecord("m", False, "connection refused", utcnow() - timedelta(seconds=30))
+    assert fresh(config, {"m": record}) == {"m": record}
+    os.utime(config.source)  # then edited after the check
+    assert fresh(config, {"m": record}) == {}

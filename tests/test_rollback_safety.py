@@ -101,3 +101,25 @@ def test_existing_tag_and_bad_tier_are_refused_before_anything_runs(
     code, _, err = run(capsys, workspace, "dispatch", "run tests in api", "--tier", "bogus")
     assert code == 2 and "unknown model tier 'bogus'" in err
     assert workspace_snapshot(workspace) == before
+
+
+def test_a_failed_step_stays_failed_after_the_rollback(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tests.kit import add_failing_test
+
+    add_failing_test(workspace.repos["web"])
+    code, out, _ = run(
+        capsys, workspace, "dispatch", "update core to 0.2.0 in api and web", "--yes", "--json"
+    )
+    doc = json.loads(out)
+    assert code == 1 and doc["state"] == "rolled-back"
+    states = {(s["kind"], s["project"]): s["state"] for s in doc["steps"]}
+    assert states[("run-tests", "web")] == "failed"  # not "undone": it never succeeded
+    assert states[("update-dependency", "web")] == "undone"
+    code, out, _ = run(capsys, workspace, "report", "--json")
+    report = json.loads(out)
+    kinds = {row["kind"]: row for row in report["by_kind"]}
+    assert kinds["run-tests"]["failed"] >= 1

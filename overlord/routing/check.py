@@ -45,10 +45,19 @@ def cached(config: Config, cache: HealthCache | None = None) -> dict[str, Health
 
 
 def fresh(config: Config, records: dict[str, HealthRecord]) -> dict[str, HealthRecord]:
-    """The records younger than ``dispatch.health_interval``."""
+    """The records younger than ``dispatch.health_interval`` and than the configuration
+    file: a record taken before the config changed (a moved endpoint) is stale."""
     now = utcnow()
     limit = config.dispatch.health_interval
-    return {name: r for name, r in records.items() if r.age(now) <= limit}
+    try:
+        edited = config.source.stat().st_mtime if config.source else 0.0
+    except OSError:
+        edited = 0.0
+    return {
+        name: r
+        for name, r in records.items()
+        if r.age(now) <= limit and r.checked_at.timestamp() >= edited
+    }
 
 
 def refresh(

@@ -35,6 +35,16 @@ from overlord.tasks.app import make_app, queues
 INPROCESS_WORKER_ENV = "OVERLORD_INPROCESS_WORKER"
 
 
+def idle_queues(app: Celery, wanted: set[str], timeout: float = 1.0) -> list[str]:
+    """The queues in ``wanted`` that no live worker consumes (asked over the broker)."""
+    try:
+        replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    except Exception:
+        return []
+    consumed = {q["name"] for queues in replies.values() for q in queues}
+    return sorted(wanted - consumed)
+
+
 def check_broker(url: str) -> None:
     """Fail fast, in one line, when the Redis broker does not answer."""
     import redis

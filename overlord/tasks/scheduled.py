@@ -77,6 +77,15 @@ def run_entry(config: Config, name: str, app: Celery) -> dict[str, Any]:
             needs_person=True,
             reason=f"preflight failed: {problem}",
         )
+    if not verdict.execute:
+        waiting = _pending_for(config, name)
+        if waiting is not None:  # one proposal per entry: the person has not answered yet
+            return {
+                "schedule": name,
+                "plan": waiting,
+                "state": PlanState.PENDING.value,
+                "reason": f"still waiting for approval: `overlord approve {waiting}`",
+            }
     plan = runner.submit(config, plan, verdict)
     if plan.state is PlanState.QUEUED:
         enqueue(config, plan.id, app, schedule=name)
@@ -86,6 +95,17 @@ def run_entry(config: Config, name: str, app: Celery) -> dict[str, Any]:
         "state": runner.store_for(config).state(plan.id).value,
         "reason": verdict.reason,
     }
+
+
+def _pending_for(config: Config, name: str) -> str | None:
+    """The id of this entry's proposal that still waits for a person, if any."""
+    from overlord import runner
+
+    store = runner.store_for(config)
+    for row in store.list_plans("pending", limit=200):
+        if store.load(row["id"]).options.get("schedule") == name:
+            return str(row["id"])
+    return None
 
 
 def enqueue(config: Config, plan_id: str, app: Celery, *, schedule: str) -> None:
