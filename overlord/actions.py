@@ -12,14 +12,20 @@ Every action that checks out a branch returns to the branch that was checked out
 from __future__ import annotations
 
 import shlex
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from overlord import defaults
+from overlord.checkout import (
+    commit_or_restore,
+    head_name,
+    on_branch,
+    require_branch,
+    require_clean,
+    run_command,
+)
 from overlord.config import ActionKind, Config, ProjectConfig
 from overlord.errors import DirtyTree, GitError, MissingBranch, StepFailed
 from overlord.git import Git
@@ -57,43 +63,6 @@ class Action:
 
 
 # --- helpers ------------------------------------------------------------------
-
-
-def require_clean(git: Git) -> None:
-    operation = git.operation_in_progress()
-    if operation:
-        raise DirtyTree(
-            f"{git.path}: a {operation} is in progress", f"finish or abort the {operation} first"
-        )
-    if git.is_dirty():
-        raise DirtyTree(
-            f"{git.path}: the working tree has uncommitted changes", "commit or stash them first"
-        )
-
-
-def require_branch(git: Git, branch: str) -> str:
-    sha = git.rev(f"refs/heads/{branch}")
-    if sha is None:
-        raise MissingBranch(f"{git.path}: no branch {branch!r}", "create it or pass another branch")
-    return sha
-
-
-def head_name(git: Git) -> str:
-    """The checked-out branch, or the commit when detached."""
-    return git.current_branch() or git.head()
-
-
-@contextmanager
-def on_branch(git: Git, branch: str) -> Iterator[None]:
-    """Check out ``branch`` for the block, then go back to what was checked out."""
-    original = head_name(git)
-    if original != branch:
-        git.checkout(branch)
-    try:
-        yield
-    finally:
-        if head_name(git) != original:
-            git.checkout(original)
 
 
 def _branch_step_done(ctx: Context, undo: Undo) -> bool:
@@ -154,30 +123,6 @@ def _tests_prepare(ctx: Context) -> Undo:
         require_clean(ctx.git)
         require_branch(ctx.git, branch)
     return {}
-
-
-def run_command(argv: list[str], cwd: Any, timeout: float) -> tuple[int, str]:
-    try:
-        proc = subprocess.run(
-            argv,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = (
-            exc.stdout
-            if isinstance(exc.stdout, str)
-            else (exc.stdout or b"").decode(errors="replace")
-        )
-        return -1, out + f"\ntimed out after {timeout:g}s"
-    except OSError as exc:
-        return -1, f"cannot run {argv[0]!r}: {exc.strerror}"
-    return proc.returncode, proc.stdout
 
 
 def _tests_run(ctx: Context, undo: Undo) -> str:
@@ -263,17 +208,6 @@ def _tag_undo(ctx: Context, undo: Undo) -> str:
 
 
 # --- bump-version / update-dependency -----------------------------------------
-
-
-def commit_or_restore(git: Git, paths: list[str], message: str) -> str:
-    """Commit ``paths``; when the commit is refused (a hook, ...), put them back as they
-    were at HEAD so the failed step leaves the working tree clean."""
-    try:
-        return git.commit_paths(paths, message)
-    except GitError:
-        git.run("reset", "-q", "HEAD", "--", *paths, check=False)
-        git.run("checkout", "-q", "HEAD", "--", *paths, check=False)
-        raise
 
 
 def _bump_prepare(ctx: Context) -> Undo:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from overlord.actions import head_name, require_branch, require_clean
 from overlord.autonomy import AutonomyPolicy, Verdict
+from overlord.checkout import head_name, require_branch, require_clean
 from overlord.config import ActionKind, Config
 from overlord.errors import OverlordError, PlanError, RepoNotFound
 from overlord.git import Git

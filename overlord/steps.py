@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from overlord.actions import Context, action_for, head_name
+from overlord.actions import Context, action_for
+from overlord.checkout import head_name
 from overlord.config import ActionKind, Config
 from overlord.errors import OverlordError, RepoNotFound, StepFailed
 from overlord.git import Git

@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from overlord.cli.common import ConfigOpt, DetachOpt, JsonOpt, console, load_config, print_json
+from overlord.cli.common import (
+    ConfigOpt,
+    DetachOpt,
+    JsonOpt,
+    console,
+    load_config,
+    print_json,
+    say,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -71,16 +79,16 @@ def show_plan(plan: object, json_out: bool) -> None:
     if json_out:
         print_json({**plan_document(plan), "dry_run": True})
         return
-    console.print(plan_header(plan))
+    say(plan_header(plan))
     console.print(steps_table(plan))
-    console.print("order: " + " -> ".join(plan.order()))
-    console.print("what each step will change:")
+    say("order: " + " -> ".join(plan.order()))
+    say("what each step will change:")
     for step in plan.steps:
         after = f" (after {', '.join(step.depends_on)})" if step.depends_on else ""
         line = f"  {step.id} {step.kind.value} {step.project or ''}{after}: {step.description}"
-        console.print(line, markup=False, soft_wrap=True)
+        say(line)
     for note in plan.notes:
-        console.print(f"  note: {note}", markup=False, soft_wrap=True)
+        say(f"  note: {note}")
     if any(s.kind.value == "push" for s in plan.steps):
         console.print("  the push runs only after every test passed and a person approved it")
     console.print("nothing changed; run it with --execute")

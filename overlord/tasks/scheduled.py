@@ -111,7 +111,7 @@ def _pending_for(config: Config, name: str) -> str | None:
 def enqueue(config: Config, plan_id: str, app: Celery, *, schedule: str) -> None:
     """Mark the queued plan running and send its canvas to the workers (no waiting)."""
     from overlord import runner
-    from overlord.actions import head_name
+    from overlord.checkout import head_name
     from overlord.git import Git
     from overlord.plan import PlanState
     from overlord.tasks.compiler import compile_plan

@@ -1,0 +1,88 @@
+"""The person's checkout: what a step checks before touching it, and how it touches it.
+
+A step refuses a dirty tree, a missing branch or a half-done merge; it switches branches
+only for the duration of its work and always goes back; a commit that a hook refuses
+leaves the files as they were; commands run with argument lists and a time limit.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from overlord.errors import DirtyTree, GitError, MissingBranch
+from overlord.git import Git
+
+
+def require_clean(git: Git) -> None:
+    operation = git.operation_in_progress()
+    if operation:
+        raise DirtyTree(
+            f"{git.path}: a {operation} is in progress", f"finish or abort the {operation} first"
+        )
+    if git.is_dirty():
+        raise DirtyTree(
+            f"{git.path}: the working tree has uncommitted changes", "commit or stash them first"
+        )
+
+
+def require_branch(git: Git, branch: str) -> str:
+    sha = git.rev(f"refs/heads/{branch}")
+    if sha is None:
+        raise MissingBranch(f"{git.path}: no branch {branch!r}", "create it or pass another branch")
+    return sha
+
+
+def head_name(git: Git) -> str:
+    """The checked-out branch, or the commit when detached."""
+    return git.current_branch() or git.head()
+
+
+@contextmanager
+def on_branch(git: Git, branch: str) -> Iterator[None]:
+    """Check out ``branch`` for the block, then go back to what was checked out."""
+    original = head_name(git)
+    if original != branch:
+        git.checkout(branch)
+    try:
+        yield
+    finally:
+        if head_name(git) != original:
+            git.checkout(original)
+
+
+def run_command(argv: list[str], cwd: Any, timeout: float) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = (
+            exc.stdout
+            if isinstance(exc.stdout, str)
+            else (exc.stdout or b"").decode(errors="replace")
+        )
+        return -1, out + f"\ntimed out after {timeout:g}s"
+    except OSError as exc:
+        return -1, f"cannot run {argv[0]!r}: {exc.strerror}"
+    return proc.returncode, proc.stdout
+
+
+def commit_or_restore(git: Git, paths: list[str], message: str) -> str:
+    """Commit ``paths``; when the commit is refused (a hook, ...), put them back as they
+    were at HEAD so the failed step leaves the working tree clean."""
+    try:
+        return git.commit_paths(paths, message)
+    except GitError:
+        git.run("reset", "-q", "HEAD", "--", *paths, check=False)
+        git.run("checkout", "-q", "HEAD", "--", *paths, check=False)
+        raise
