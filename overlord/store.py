@@ -89,6 +89,25 @@ _EVENT = db.events.insert().values(
     message=bindparam("message"),
 )
 _UPDATE_STEP = update(db.steps).where(_THIS_STEP)  # SET comes from the parameters' keys
+#: pending|running → running, only while the plan runs; the row after the update
+_CLAIM = (
+    update(db.steps)
+    .where(
+        _THIS_STEP
+        & _S.state.in_([StepState.PENDING.value, StepState.RUNNING.value])
+        & (
+            select(db.plans.c.state).where(db.plans.c.id == bindparam("pid")).scalar_subquery()
+            == PlanState.RUNNING.value
+        )
+    )
+    .values(
+        state=StepState.RUNNING.value,
+        attempts=_S.attempts + 1,
+        started_at=bindparam("now"),  # this attempt's start: a dead one's wait is not work
+        worker=bindparam("worker"),
+    )
+    .returning(*db.steps.c)
+)
 _NEXT_SEQ = (
     select(func.coalesce(func.max(_S.finished_seq), 0) + 1)
     .where(_S.plan_id == bindparam("pid"))
@@ -257,11 +276,17 @@ class Store:
     def claim(self, plan_id: str, step_id: str, worker: str) -> DispatchStep | None:
         """Mark a step running (pending → running, or a redelivered running one).
 
-        Returns the step as it was before this claim (so the caller can see a redelivery),
-        or None when the step already finished and must not act again.
+        Returns the claimed step (its ``undo`` record tells the caller whether an earlier
+        attempt got as far as acting), or None when it finished already or its plan is no
+        longer running, so it must not act. The usual case is one statement: a short
+        write transaction is what lets parallel steps through quickly.
         """
         ids = {"pid": plan_id, "sid": step_id}
+        claim = {**ids, "now": db.utcnow(), "worker": worker}
         with _write(self.url) as conn:
+            claimed = conn.execute(_CLAIM, claim).mappings().one_or_none()
+            if claimed is not None:
+                return _step(claimed)
             plan_state = conn.execute(_PLAN_STATE, ids).scalar()
             row = conn.execute(_STEP_ROW, ids).mappings().one_or_none()
             if row is None or plan_state is None:
@@ -273,16 +298,7 @@ class Store:
                 skipped = {"state": StepState.SKIPPED.value, "ended_at": db.utcnow()}
                 conn.execute(_UPDATE_STEP, {**ids, **skipped})
                 return None
-            running = {
-                "state": StepState.RUNNING.value,
-                "attempts": row["attempts"] + 1,
-                "started_at": db.utcnow(),  # this attempt's start: a dead one's wait is not work
-                "worker": worker,
-            }
-            conn.execute(_UPDATE_STEP, {**ids, **running})
-            attempt = row["attempts"] + 1
-            _event(conn, plan_id, step_id, "step", f"running on {worker} (attempt {attempt})")
-        return _step(row)
+            raise PlanNotFound(f"plan {plan_id}: step {step_id!r} could not be claimed")
 
     def record_undo(self, plan_id: str, step_id: str, undo: dict[str, Any]) -> None:
         """Persist what the step's undo needs, before the step acts."""
