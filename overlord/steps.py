@@ -131,7 +131,7 @@ def undo(config: Config, plan_id: str, step_id: str) -> dict[str, Any]:
     """Compensate one step; never raises (the rollback goes on and reports)."""
     assert config.state_url
     store = Store(config.state_url)
-    step = store.load(plan_id).step(step_id)
+    step = store.load_step(plan_id, step_id)
     if step.state is StepState.UNDONE:
         return {"step": step_id, "state": "undone"}
     try:

@@ -309,7 +309,7 @@ class Store:
     ) -> None:
         """Record the endpoint a step actually used, why, and (after a fallback) its tier."""
         where = (db.steps.c.plan_id == plan_id) & (db.steps.c.step_id == step_id)
-        with db.begin(self.url) as conn:
+        with _write(self.url) as conn:
             values: dict[str, Any] = {"endpoint": endpoint, "route_reason": reason}
             if tier is not None:
                 data = conn.execute(select(db.steps.c.data).where(where)).scalar()

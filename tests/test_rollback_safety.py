@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from overlord.cli.app import main
@@ -19,9 +21,7 @@ def pending_release(capsys: pytest.CaptureFixture[str], ws: Workspace) -> str:
     """A release run to its push question (no terminal: it waits); returns the plan id."""
     code, out, err = run(capsys, ws, "release", "core", "0.2.0", "--execute", "--push", "--yes")
     assert code == 3, out + err
-    plans_code, listing, _ = run(capsys, ws, "plans", "--json")
-    import json
-
+    _, listing, _ = run(capsys, ws, "plans", "--json")
     return str(json.loads(listing)["plans"][0]["id"])
 
 
@@ -106,8 +106,6 @@ def test_existing_tag_and_bad_tier_are_refused_before_anything_runs(
 def test_a_failed_step_stays_failed_after_the_rollback(
     workspace: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import json
-
     from tests.kit import add_failing_test
 
     add_failing_test(workspace.repos["web"])

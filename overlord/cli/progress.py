@@ -98,7 +98,7 @@ def report(plan: DispatchPlan, json_out: bool) -> int:
     if json_out:
         print_json(plan_document(plan))
         return code
-    if console.is_terminal is False:
+    if not console.is_terminal:
         console.print(steps_table(plan, outputs=True))
     say(outcome_line(plan))
     for note in plan.notes:
