@@ -188,6 +188,7 @@ _engines: dict[str, Engine] = {}
 _ensured: weakref.WeakSet[Engine] = weakref.WeakSet()
 _fts: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
+_generation = [0]
 
 
 # --- URLs and engines -------------------------------------------------------
@@ -226,8 +227,10 @@ def make_engine(url: str) -> Engine:
         parsed = make_url(normalize(url))
     except ArgumentError:
         raise _bad(url, "not a database URL", "use sqlite:///PATH or postgresql://...") from None
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if parsed.get_backend_name() == "sqlite":
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() != "sqlite":
+        kwargs["pool_pre_ping"] = True  # a server may drop idle connections; a file does not
+    else:
         database = parsed.database or ""
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT}
         if database in ("", ":memory:"):
@@ -275,18 +278,23 @@ def _use_wal(cursor: Any) -> None:
             time.sleep(0.02)
 
 
+def configure_sqlite(dbapi_connection: Any) -> None:
+    """Settings of every SQLite connection we open (SQLAlchemy's and ``overlord.hotpath``'s)."""
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT * 1000}")
+    # WAL + NORMAL: a commit survives any process crash (SIGKILL included); only a
+    # power loss may drop the last commits. Saves an fsync per transaction.
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    _use_wal(cursor)
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
 def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT * 1000}")
-        # WAL + NORMAL: a commit survives any process crash (SIGKILL included); only a
-        # power loss may drop the last commits. Saves an fsync per transaction.
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        _use_wal(cursor)
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
+        configure_sqlite(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -304,10 +312,25 @@ def engine_for(url: str) -> Engine:
         return engine
 
 
+def generation() -> int:
+    """Bumped by ``dispose``: connections opened outside the engines' pools (per thread, by
+    ``overlord.hotpath``) are reopened when it changed."""
+    return _generation[0]
+
+
+def is_sqlite_file(url: str) -> bool:
+    """A SQLite database in a file (not in memory): one every connection opens alike."""
+    if not url.startswith("sqlite"):
+        return False
+    database = make_url(normalize(url)).database
+    return database not in (None, "", ":memory:")
+
+
 def dispose(url: str | None = None) -> None:
     """Close the pooled connections of ``url`` (or of every engine) and forget the engine."""
     with _lock:
         keys = [normalize(url)] if url is not None else list(_engines)
+        _generation[0] += 1
         for key in keys:
             engine = _engines.pop(key, None)
             if engine is not None:

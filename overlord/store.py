@@ -6,7 +6,7 @@ compare-and-set on the row, so a redelivered task or a second worker cannot act 
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
-from overlord import db, defaults
+from overlord import db, defaults, hotpath
 from overlord.errors import PlanNotFound
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
 
@@ -58,21 +58,43 @@ _STEP_COLUMNS = (
 )
 
 
-#: One writer at a time per process on SQLite: threads of an in-process worker that race
-#: for the write lock otherwise fall into SQLite's busy handler, which sleeps (1, 2, 5, 10 ...
-#: ms) between tries; a Python lock hands the turn over at once.
-_SQLITE_WRITE = threading.Lock()
-
-
 @contextmanager
 def _write(url: str) -> Iterator[Connection]:
     """``db.begin`` for a write transaction, serialised within the process on SQLite."""
     if url.startswith("sqlite"):
-        with _SQLITE_WRITE, db.begin(url) as conn:
+        with hotpath.SQLITE_WRITE, db.begin(url) as conn:
             yield conn
     else:
         with db.begin(url) as conn:
             yield conn
+
+
+class _Rows:
+    """``hotpath.Writer``'s interface on a SQLAlchemy connection (PostgreSQL, memory)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def execute(self, statement: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
+        result = self._conn.execute(statement, values)
+        return [dict(row) for row in result.mappings()] if result.returns_rows else []
+
+
+@contextmanager
+def _step_write(url: str) -> Iterator[hotpath.Writer | _Rows]:
+    """The write transaction of the per-step path (claim, finish): on a SQLite file, the
+    same statements run on the DB-API connection directly (``overlord.hotpath``)."""
+    if _direct(url):
+        with hotpath.write(url) as writer:
+            yield writer
+    else:
+        with _write(url) as conn:
+            yield _Rows(conn)
+
+
+@functools.lru_cache(maxsize=64)
+def _direct(url: str) -> bool:
+    return db.is_sqlite_file(url)
 
 
 # Statements on the per-step path, built once (bound parameters): building a statement
@@ -80,6 +102,7 @@ def _write(url: str) -> Iterator[Connection]:
 _S = db.steps.c
 _THIS_STEP = (_S.plan_id == bindparam("pid")) & (_S.step_id == bindparam("sid"))
 _PLAN_STATE = select(db.plans.c.state).where(db.plans.c.id == bindparam("pid")).with_for_update()
+_PLAN_STATE_READ = select(db.plans.c.state).where(db.plans.c.id == bindparam("pid"))
 _STEP_ROW = select(db.steps).where(_THIS_STEP)
 _EVENT = db.events.insert().values(
     plan_id=bindparam("pid"),
@@ -94,7 +117,7 @@ _CLAIM = (
     update(db.steps)
     .where(
         _THIS_STEP
-        & _S.state.in_([StepState.PENDING.value, StepState.RUNNING.value])
+        & ((_S.state == StepState.PENDING.value) | (_S.state == StepState.RUNNING.value))
         & (
             select(db.plans.c.state).where(db.plans.c.id == bindparam("pid")).scalar_subquery()
             == PlanState.RUNNING.value
@@ -108,9 +131,11 @@ _CLAIM = (
     )
     .returning(*db.steps.c)
 )
-_NEXT_SEQ = (
-    select(func.coalesce(func.max(_S.finished_seq), 0) + 1)
-    .where(_S.plan_id == bindparam("pid"))
+_DONE = db.steps.alias("done")  # not correlated with the row being updated
+#: succeeded: the step's place in the order of completion (rollback undoes in reverse)
+_FINISH_SUCCEEDED = _UPDATE_STEP.values(
+    finished_seq=select(func.coalesce(func.max(_DONE.c.finished_seq), 0) + 1)
+    .where(_DONE.c.plan_id == bindparam("pid"))
     .scalar_subquery()
 )
 
@@ -235,8 +260,13 @@ class Store:
         ]
 
     def state(self, plan_id: str) -> PlanState:
-        with db.connect(self.url) as conn:
-            value = conn.execute(select(db.plans.c.state).where(db.plans.c.id == plan_id)).scalar()
+        """The plan's state: one cheap read (``runner.wait`` polls it)."""
+        if _direct(self.url):
+            rows = hotpath.read(self.url, _PLAN_STATE_READ, {"pid": plan_id})
+            value = rows[0]["state"] if rows else None
+        else:
+            with db.connect(self.url) as conn:
+                value = conn.execute(_PLAN_STATE_READ, {"pid": plan_id}).scalar()
         if value is None:
             raise PlanNotFound(f"no plan with id {plan_id!r}")
         return PlanState(value)
@@ -283,20 +313,20 @@ class Store:
         """
         ids = {"pid": plan_id, "sid": step_id}
         claim = {**ids, "now": db.utcnow(), "worker": worker}
-        with _write(self.url) as conn:
-            claimed = conn.execute(_CLAIM, claim).mappings().one_or_none()
-            if claimed is not None:
-                return _step(claimed)
-            plan_state = conn.execute(_PLAN_STATE, ids).scalar()
-            row = conn.execute(_STEP_ROW, ids).mappings().one_or_none()
-            if row is None or plan_state is None:
+        with _step_write(self.url) as txn:
+            claimed = txn.execute(_CLAIM, claim)
+            if claimed:
+                return _step(claimed[0])
+            plan_state = txn.execute(_PLAN_STATE, ids)
+            row = txn.execute(_STEP_ROW, ids)
+            if not row or not plan_state:
                 raise PlanNotFound(f"plan {plan_id} has no step {step_id!r}")
-            if StepState(row["state"]).finished:
+            if StepState(row[0]["state"]).finished:
                 return None
-            if plan_state != PlanState.RUNNING.value:
+            if plan_state[0]["state"] != PlanState.RUNNING.value:
                 # the plan failed or was cancelled meanwhile: this step must not act
                 skipped = {"state": StepState.SKIPPED.value, "ended_at": db.utcnow()}
-                conn.execute(_UPDATE_STEP, {**ids, **skipped})
+                txn.execute(_UPDATE_STEP, {**ids, **skipped})
                 return None
             raise PlanNotFound(f"plan {plan_id}: step {step_id!r} could not be claimed")
 
@@ -336,12 +366,12 @@ class Store:
         if undo:
             values["undo"] = _jsonable(undo)
         ids = {"pid": plan_id, "sid": step_id}
-        with _write(self.url) as conn:
-            if state is StepState.SUCCEEDED:
-                values["finished_seq"] = conn.execute(select(_NEXT_SEQ), ids).scalar()
-            conn.execute(_UPDATE_STEP, {**ids, **values})
-            detail = f"-> {state.value}" + (f": {error}" if error else "")
-            _event(conn, plan_id, step_id, "step", detail)
+        detail = f"-> {state.value}" + (f": {error}" if error else "")
+        event = {**ids, "at": values["ended_at"], "kind": "step", "message": detail}
+        with _step_write(self.url) as txn:
+            statement = _FINISH_SUCCEEDED if state is StepState.SUCCEEDED else _UPDATE_STEP
+            txn.execute(statement, {**ids, **values})
+            txn.execute(_EVENT, event)
 
     def set_step_state(self, plan_id: str, step_id: str, state: StepState) -> None:
         self._update_step(plan_id, step_id, state=state.value)

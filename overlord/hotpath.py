@@ -1,0 +1,153 @@
+"""The per-step state writes on SQLite, run on the DB-API connection directly.
+
+Every step writes twice (its claim, its outcome). Through SQLAlchemy's ``Connection`` each
+statement costs ~0.1 ms of Python (events, cache keys, result set-up) around ~0.02 ms of
+SQLite; with a plan's steps running in worker threads that all share one GIL, that Python
+time is what a plan waits on (``bench/dispatch_overhead.py``). Here the same Core
+statements are compiled once for SQLite, with their columns' own bind and result
+processors, and run on one ``sqlite3`` connection per thread: the rows written and read
+are exactly those SQLAlchemy writes and reads. PostgreSQL keeps the SQLAlchemy path.
+
+Writers in one process take turns on a Python lock: threads racing for SQLite's write lock
+fall into its busy handler, which sleeps (1, 2, 5, 10 ... ms) between tries; a lock hands
+the turn over at once. Other processes still wait in SQLite's busy handler.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql import Executable
+
+from overlord import db
+
+#: One writer at a time per process on SQLite (see the module's docstring).
+SQLITE_WRITE = threading.Lock()
+
+_DIALECT = sqlite.dialect(paramstyle="named")
+_local = threading.local()
+_compiled: dict[tuple[int, frozenset[str]], _Compiled] = {}
+
+
+class _Compiled:
+    """A statement compiled for SQLite for the given parameter keys, with its processors."""
+
+    def __init__(self, statement: Executable, keys: frozenset[str]) -> None:
+        # the keys that name columns become an UPDATE's SET clause, as in SQLAlchemy
+        compiled = statement.compile(dialect=_DIALECT, column_keys=sorted(keys))  # type: ignore[attr-defined]
+        self.sql = str(compiled)
+        self.compiled = compiled
+        self.binds: dict[str, Callable[[Any], Any] | None] = {
+            name: bind.type.dialect_impl(_DIALECT).bind_processor(_DIALECT)
+            for name, bind in compiled.binds.items()
+        }
+        columns = getattr(statement, "selected_columns", None)
+        if columns is None:
+            columns = getattr(statement, "_returning", ()) or ()
+        self.columns = [c.key for c in columns]
+        self.results = [
+            c.type.dialect_impl(_DIALECT).result_processor(_DIALECT, None) for c in columns
+        ]
+
+    def params(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        out = self.compiled.construct_params(dict(values))
+        for name, process in self.binds.items():
+            if process is not None and name in out:
+                out[name] = process(out[name])
+        return out
+
+    def rows(self, cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+        return [
+            {
+                key: process(value) if process is not None else value
+                for key, process, value in zip(self.columns, self.results, raw, strict=True)
+            }
+            for raw in cursor.fetchall()
+        ]
+
+
+def _prepare(statement: Executable, keys: frozenset[str]) -> _Compiled:
+    key = (id(statement), keys)
+    found = _compiled.get(key)
+    if found is None:
+        found = _compiled[key] = _Compiled(statement, keys)
+    return found
+
+
+class Writer:
+    """Runs statements inside one write transaction (see ``write``)."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    def execute(self, statement: Executable, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run ``statement`` with ``values`` (as ``Connection.execute`` would); its rows."""
+        prepared = _prepare(statement, frozenset(values))
+        self._cursor.execute(prepared.sql, prepared.params(values))
+        return prepared.rows(self._cursor) if prepared.columns else []
+
+
+#: Connections a thread keeps open (one per database it used last); more are closed.
+KEEP = 4
+
+
+def _connection(url: str) -> sqlite3.Connection:
+    """This thread's connection to the SQLite database at ``url`` (schema ensured)."""
+    connections: dict[str, tuple[int, sqlite3.Connection]] | None
+    connections = getattr(_local, "connections", None)
+    if connections is None:
+        connections = _local.connections = {}
+    generation, conn = connections.pop(url, (-1, None))
+    if conn is None or generation != db.generation():
+        if conn is not None:
+            conn.close()
+        engine = db.engine_for(url)
+        db.ensure_schema(engine)
+        conn = sqlite3.connect(
+            engine.url.database or "", timeout=db.SQLITE_BUSY_TIMEOUT, check_same_thread=False
+        )
+        db.configure_sqlite(conn)
+        generation = db.generation()
+    connections[url] = (generation, conn)  # most recently used last
+    while len(connections) > KEEP:
+        connections.pop(next(iter(connections)))[1].close()
+    return conn
+
+
+def _forget_after_fork() -> None:
+    """A forked child (a prefork pool process) opens its own connections: SQLite's must
+    not cross a fork. The parent's are dropped, not closed (the parent still uses them)."""
+    _local.connections = {}
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+@contextmanager
+def write(url: str) -> Iterator[Writer]:
+    """One write transaction on the SQLite database at ``url``: committed when the block
+    ends, rolled back when it raises."""
+    with SQLITE_WRITE:
+        conn = _connection(url)
+        cursor = conn.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield Writer(cursor)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+
+def read(url: str, statement: Executable, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rows of one read statement (no lock: WAL readers never wait on writers)."""
+    conn = _connection(url)
+    prepared = _prepare(statement, frozenset(values))
+    cursor = conn.execute(prepared.sql, prepared.params(values))
+    return prepared.rows(cursor)
