@@ -8,13 +8,14 @@ statements are compiled once for SQLite, with their columns' own bind and result
 processors, and run on one ``sqlite3`` connection per thread: the rows written and read
 are exactly those SQLAlchemy writes and reads. PostgreSQL keeps the SQLAlchemy path.
 
-Writers in one process take turns on a Python lock: threads racing for SQLite's write lock
-fall into its busy handler, which sleeps (1, 2, 5, 10 ... ms) between tries; a lock hands
-the turn over at once. Other processes still wait in SQLite's busy handler.
+``step_write`` and ``read`` choose the path: direct on a SQLite file, SQLAlchemy otherwise,
+with the same interface (statements in, rows as dicts out). Writers take turns on
+``db.SQLITE_WRITE`` either way.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
@@ -23,12 +24,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 
 from overlord import db
-
-#: One writer at a time per process on SQLite (see the module's docstring).
-SQLITE_WRITE = threading.Lock()
 
 _DIALECT = sqlite.dialect(paramstyle="named")
 _local = threading.local()
@@ -130,10 +129,10 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 @contextmanager
-def write(url: str) -> Iterator[Writer]:
+def _direct_write(url: str) -> Iterator[Writer]:
     """One write transaction on the SQLite database at ``url``: committed when the block
     ends, rolled back when it raises."""
-    with SQLITE_WRITE:
+    with db.SQLITE_WRITE:
         conn = _connection(url)
         cursor = conn.cursor()
         cursor.execute("BEGIN IMMEDIATE")
@@ -145,9 +144,40 @@ def write(url: str) -> Iterator[Writer]:
         conn.commit()
 
 
+class _Rows:
+    """``Writer``'s interface on a SQLAlchemy connection (PostgreSQL, SQLite in memory)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def execute(self, statement: Executable, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        result = self._conn.execute(statement, dict(values))
+        return [dict(row) for row in result.mappings()] if result.returns_rows else []
+
+
+@functools.lru_cache(maxsize=64)
+def direct(url: str) -> bool:
+    """Whether statements on ``url`` take the direct path (a SQLite file)."""
+    return db.is_sqlite_file(url)
+
+
+@contextmanager
+def step_write(url: str) -> Iterator[Writer | _Rows]:
+    """One write transaction of the per-step path (claim, finish): committed when the
+    block ends, rolled back when it raises."""
+    if direct(url):
+        with _direct_write(url) as writer:
+            yield writer
+    else:
+        with db.write(url) as conn:
+            yield _Rows(conn)
+
+
 def read(url: str, statement: Executable, values: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The rows of one read statement (no lock: WAL readers never wait on writers)."""
-    conn = _connection(url)
+    """The rows of one read statement (on SQLite, no lock: WAL readers never wait)."""
+    if not direct(url):
+        with db.connect(url) as conn:
+            return _Rows(conn).execute(statement, values)
     prepared = _prepare(statement, frozenset(values))
-    cursor = conn.execute(prepared.sql, prepared.params(values))
+    cursor = _connection(url).execute(prepared.sql, prepared.params(values))
     return prepared.rows(cursor)

@@ -1,7 +1,7 @@
 """Cross-project memory (SPEC §2 ``overlord memory``): what happened and what was decided.
 
 Entries are short texts with a category, an optional project and a JSON metadata
-document, kept in the state database (``overlord.db.memories``). ``search`` finds
+document, kept in the state database (``overlord.schema.memories``). ``search`` finds
 entries by words (SQLite FTS5 when available, else a case-insensitive substring
 match of every word), newest first.
 """
@@ -59,17 +59,17 @@ def remember(
     metadata: dict[str, Any] | None = None,
 ) -> Memory:
     """Store one memory entry and return it."""
-    from overlord import db
+    from overlord import db, schema
 
     kind = parse_category(category)
     text = content.strip()
     if not text:
         raise OverlordError("a memory needs some text", "say what happened or what was decided")
-    created_at = db.utcnow()
+    created_at = schema.utcnow()
     meta = dict(metadata or {})
     with db.begin(url) as conn:
         result = conn.execute(
-            db.memories.insert().values(
+            schema.memories.insert().values(
                 created_at=created_at,
                 category=kind.value,
                 project=project,
@@ -106,10 +106,10 @@ def search(
     from sqlalchemy import Integer, column, select
     from sqlalchemy import text as sql
 
-    from overlord import db
+    from overlord import db, schema
 
     kind = parse_category(category) if category is not None else None
-    table = db.memories
+    table = schema.memories
     query = select(table)
     if project is not None:
         query = query.where(table.c.project == project)
@@ -122,7 +122,7 @@ def search(
     if fts_words and db.has_fts(engine):
         # the index finds words (and word prefixes); punctuation is then matched literally
         like_words = [w for w in words if _PUNCT.search(w)]
-        matching = sql(f"SELECT rowid FROM {db.FTS_TABLE} WHERE {db.FTS_TABLE} MATCH :q")
+        matching = sql(f"SELECT rowid FROM {schema.FTS_TABLE} WHERE {schema.FTS_TABLE} MATCH :q")
         ids = matching.bindparams(q=_fts_query(fts_words)).columns(column("rowid", Integer))
         query = query.where(table.c.id.in_(ids))
     for word in like_words:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from overlord import db
+from overlord import db, schema
 from overlord.config import Config
 from overlord.errors import OverlordError
 
@@ -60,11 +60,11 @@ class StepRecord:
 def records(config: Config, since: timedelta | None = None) -> list[StepRecord]:
     """Finished steps whose end lies within ``since`` (all when None)."""
     assert config.state_url
-    query = select(db.steps).where(db.steps.c.state.in_(_FINISHED))
+    query = select(schema.steps).where(schema.steps.c.state.in_(_FINISHED))
     if since is not None:
-        query = query.where(db.steps.c.ended_at >= db.utcnow() - since)
+        query = query.where(schema.steps.c.ended_at >= schema.utcnow() - since)
     with db.connect(config.state_url) as conn:
-        rows = conn.execute(query.order_by(db.steps.c.ended_at)).mappings().all()
+        rows = conn.execute(query.order_by(schema.steps.c.ended_at)).mappings().all()
     out = []
     for row in rows:
         data = row["data"] or {}
@@ -141,7 +141,7 @@ def summary(config: Config, since: timedelta | None = None) -> dict[str, Any]:
         if r.state == "failed":
             failures[(r.kind, reason_of(r.error))].append(r)
     return {
-        "since": (db.utcnow() - since).isoformat() if since else None,
+        "since": (schema.utcnow() - since).isoformat() if since else None,
         "plans": _plan_states(config, since),
         "steps": _stats(recs),
         "by_kind": [{"kind": k, **_stats(v)} for k, v in sorted(by_kind.items())],
@@ -169,9 +169,9 @@ def summary(config: Config, since: timedelta | None = None) -> dict[str, Any]:
 
 def _plan_states(config: Config, since: timedelta | None) -> dict[str, int]:
     assert config.state_url
-    query = select(db.plans.c.state)
+    query = select(schema.plans.c.state)
     if since is not None:
-        query = query.where(db.plans.c.created_at >= db.utcnow() - since)
+        query = query.where(schema.plans.c.created_at >= schema.utcnow() - since)
     with db.connect(config.state_url) as conn:
         states = Counter(conn.execute(query).scalars().all())
     return dict(sorted(states.items()))

@@ -6,16 +6,13 @@ compare-and-set on the row, so a redelivered task or a second worker cannot act 
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.engine import Connection
 
-from overlord import db, defaults, hotpath
+from overlord import db, defaults, hotpath, schema
 from overlord.errors import PlanNotFound
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
 
@@ -58,68 +55,33 @@ _STEP_COLUMNS = (
 )
 
 
-@contextmanager
-def _write(url: str) -> Iterator[Connection]:
-    """``db.begin`` for a write transaction, serialised within the process on SQLite."""
-    if url.startswith("sqlite"):
-        with hotpath.SQLITE_WRITE, db.begin(url) as conn:
-            yield conn
-    else:
-        with db.begin(url) as conn:
-            yield conn
-
-
-class _Rows:
-    """``hotpath.Writer``'s interface on a SQLAlchemy connection (PostgreSQL, memory)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-
-    def execute(self, statement: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
-        result = self._conn.execute(statement, values)
-        return [dict(row) for row in result.mappings()] if result.returns_rows else []
-
-
-@contextmanager
-def _step_write(url: str) -> Iterator[hotpath.Writer | _Rows]:
-    """The write transaction of the per-step path (claim, finish): on a SQLite file, the
-    same statements run on the DB-API connection directly (``overlord.hotpath``)."""
-    if _direct(url):
-        with hotpath.write(url) as writer:
-            yield writer
-    else:
-        with _write(url) as conn:
-            yield _Rows(conn)
-
-
-@functools.lru_cache(maxsize=64)
-def _direct(url: str) -> bool:
-    return db.is_sqlite_file(url)
-
-
 # Statements on the per-step path, built once (bound parameters): building a statement
 # costs more than running it on SQLite.
-_S = db.steps.c
+_S = schema.steps.c
 _THIS_STEP = (_S.plan_id == bindparam("pid")) & (_S.step_id == bindparam("sid"))
-_PLAN_STATE = select(db.plans.c.state).where(db.plans.c.id == bindparam("pid")).with_for_update()
-_PLAN_STATE_READ = select(db.plans.c.state).where(db.plans.c.id == bindparam("pid"))
-_STEP_ROW = select(db.steps).where(_THIS_STEP)
-_EVENT = db.events.insert().values(
+_PLAN_STATE = (
+    select(schema.plans.c.state).where(schema.plans.c.id == bindparam("pid")).with_for_update()
+)
+_PLAN_STATE_READ = select(schema.plans.c.state).where(schema.plans.c.id == bindparam("pid"))
+_STEP_ROW = select(schema.steps).where(_THIS_STEP)
+_EVENT = schema.events.insert().values(
     plan_id=bindparam("pid"),
     step_id=bindparam("sid"),
     at=bindparam("at"),
     kind=bindparam("kind"),
     message=bindparam("message"),
 )
-_UPDATE_STEP = update(db.steps).where(_THIS_STEP)  # SET comes from the parameters' keys
+_UPDATE_STEP = update(schema.steps).where(_THIS_STEP)  # SET comes from the parameters' keys
 #: pending|running → running, only while the plan runs; the row after the update
 _CLAIM = (
-    update(db.steps)
+    update(schema.steps)
     .where(
         _THIS_STEP
         & ((_S.state == StepState.PENDING.value) | (_S.state == StepState.RUNNING.value))
         & (
-            select(db.plans.c.state).where(db.plans.c.id == bindparam("pid")).scalar_subquery()
+            select(schema.plans.c.state)
+            .where(schema.plans.c.id == bindparam("pid"))
+            .scalar_subquery()
             == PlanState.RUNNING.value
         )
     )
@@ -129,9 +91,9 @@ _CLAIM = (
         started_at=bindparam("now"),  # this attempt's start: a dead one's wait is not work
         worker=bindparam("worker"),
     )
-    .returning(*db.steps.c)
+    .returning(*schema.steps.c)
 )
-_DONE = db.steps.alias("done")  # not correlated with the row being updated
+_DONE = schema.steps.alias("done")  # not correlated with the row being updated
 #: succeeded: the step's place in the order of completion (rollback undoes in reverse)
 _FINISH_SUCCEEDED = _UPDATE_STEP.values(
     finished_seq=select(func.coalesce(func.max(_DONE.c.finished_seq), 0) + 1)
@@ -151,15 +113,15 @@ class Store:
     def save(self, plan: DispatchPlan) -> None:
         """Insert a new plan with all its steps in one transaction."""
         doc = plan.model_dump(mode="json", include=set(_PLAN_DOC))
-        with _write(self.url) as conn:
+        with db.write(self.url) as conn:
             conn.execute(
-                db.plans.insert().values(
+                schema.plans.insert().values(
                     id=plan.id,
                     task=plan.task,
                     kind=plan.kind,
                     state=plan.state.value,
                     created_at=plan.created_at,
-                    updated_at=db.utcnow(),
+                    updated_at=schema.utcnow(),
                     doc=doc,
                 )
             )
@@ -176,7 +138,7 @@ class Store:
                     }
                 )
             if rows:
-                conn.execute(db.steps.insert(), rows)
+                conn.execute(schema.steps.insert(), rows)
             _event(conn, plan.id, None, "created", f"plan saved as {plan.state.value}")
 
     def resolve_id(self, plan_id: str) -> str:
@@ -184,8 +146,8 @@ class Store:
         with db.connect(self.url) as conn:
             ids = (
                 conn.execute(
-                    select(db.plans.c.id)
-                    .where(db.plans.c.id.startswith(plan_id, autoescape=True))
+                    select(schema.plans.c.id)
+                    .where(schema.plans.c.id.startswith(plan_id, autoescape=True))
                     .limit(3)
                 )
                 .scalars()
@@ -202,10 +164,16 @@ class Store:
     def load(self, plan_id: str) -> DispatchPlan:
         plan_id = self.resolve_id(plan_id)
         with db.connect(self.url) as conn:
-            row = conn.execute(select(db.plans).where(db.plans.c.id == plan_id)).mappings().one()
+            row = (
+                conn.execute(select(schema.plans).where(schema.plans.c.id == plan_id))
+                .mappings()
+                .one()
+            )
             step_rows = (
                 conn.execute(
-                    select(db.steps).where(db.steps.c.plan_id == plan_id).order_by(db.steps.c.seq)
+                    select(schema.steps)
+                    .where(schema.steps.c.plan_id == plan_id)
+                    .order_by(schema.steps.c.seq)
                 )
                 .mappings()
                 .all()
@@ -226,9 +194,9 @@ class Store:
 
     def load_step(self, plan_id: str, step_id: str) -> DispatchStep:
         """One step of a plan (``plan_id`` in full), without loading the whole plan."""
-        where = (db.steps.c.plan_id == plan_id) & (db.steps.c.step_id == step_id)
+        where = (schema.steps.c.plan_id == plan_id) & (schema.steps.c.step_id == step_id)
         with db.connect(self.url) as conn:
-            row = conn.execute(select(db.steps).where(where)).mappings().one_or_none()
+            row = conn.execute(select(schema.steps).where(where)).mappings().one_or_none()
         if row is None:
             raise PlanNotFound(f"plan {plan_id} has no step {step_id!r}")
         return _step(row)
@@ -237,14 +205,16 @@ class Store:
         """Step id → project of every step of a plan."""
         with db.connect(self.url) as conn:
             rows = conn.execute(
-                select(db.steps.c.step_id, db.steps.c.data).where(db.steps.c.plan_id == plan_id)
+                select(schema.steps.c.step_id, schema.steps.c.data).where(
+                    schema.steps.c.plan_id == plan_id
+                )
             ).all()
         return {r.step_id: (r.data or {}).get("project") for r in rows}
 
     def list_plans(self, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        query = select(db.plans).order_by(db.plans.c.created_at.desc()).limit(limit)
+        query = select(schema.plans).order_by(schema.plans.c.created_at.desc()).limit(limit)
         if state:
-            query = query.where(db.plans.c.state == state)
+            query = query.where(schema.plans.c.state == state)
         with db.connect(self.url) as conn:
             rows = conn.execute(query).mappings().all()
         return [
@@ -261,12 +231,8 @@ class Store:
 
     def state(self, plan_id: str) -> PlanState:
         """The plan's state: one cheap read (``runner.wait`` polls it)."""
-        if _direct(self.url):
-            rows = hotpath.read(self.url, _PLAN_STATE_READ, {"pid": plan_id})
-            value = rows[0]["state"] if rows else None
-        else:
-            with db.connect(self.url) as conn:
-                value = conn.execute(_PLAN_STATE_READ, {"pid": plan_id}).scalar()
+        rows = hotpath.read(self.url, _PLAN_STATE_READ, {"pid": plan_id})
+        value = rows[0]["state"] if rows else None
         if value is None:
             raise PlanNotFound(f"no plan with id {plan_id!r}")
         return PlanState(value)
@@ -275,30 +241,32 @@ class Store:
         self, plan_id: str, to: PlanState, *, expect: Iterable[PlanState] | None = None, **doc: Any
     ) -> bool:
         """Move a plan to ``to`` if it is in one of ``expect``; True if this call moved it."""
-        with _write(self.url) as conn:
+        with db.write(self.url) as conn:
             row = conn.execute(
-                select(db.plans.c.state, db.plans.c.doc)
-                .where(db.plans.c.id == plan_id)
+                select(schema.plans.c.state, schema.plans.c.doc)
+                .where(schema.plans.c.id == plan_id)
                 .with_for_update()
             ).one_or_none()
             if row is None:
                 raise PlanNotFound(f"no plan with id {plan_id!r}")
             if expect is not None and PlanState(row.state) not in set(expect):
                 return False
-            values: dict[str, Any] = {"state": to.value, "updated_at": db.utcnow()}
+            values: dict[str, Any] = {"state": to.value, "updated_at": schema.utcnow()}
             if doc:
                 values["doc"] = {**row.doc, **_jsonable(doc)}
-            conn.execute(update(db.plans).where(db.plans.c.id == plan_id).values(**values))
+            conn.execute(update(schema.plans).where(schema.plans.c.id == plan_id).values(**values))
             _event(conn, plan_id, None, "plan", f"-> {to.value}")
         return True
 
     def update_doc(self, plan_id: str, **doc: Any) -> None:
-        with _write(self.url) as conn:
-            current = conn.execute(select(db.plans.c.doc).where(db.plans.c.id == plan_id)).scalar()
+        with db.write(self.url) as conn:
+            current = conn.execute(
+                select(schema.plans.c.doc).where(schema.plans.c.id == plan_id)
+            ).scalar()
             conn.execute(
-                update(db.plans)
-                .where(db.plans.c.id == plan_id)
-                .values(doc={**(current or {}), **_jsonable(doc)}, updated_at=db.utcnow())
+                update(schema.plans)
+                .where(schema.plans.c.id == plan_id)
+                .values(doc={**(current or {}), **_jsonable(doc)}, updated_at=schema.utcnow())
             )
 
     # --- steps --------------------------------------------------------------
@@ -312,8 +280,8 @@ class Store:
         write transaction is what lets parallel steps through quickly.
         """
         ids = {"pid": plan_id, "sid": step_id}
-        claim = {**ids, "now": db.utcnow(), "worker": worker}
-        with _step_write(self.url) as txn:
+        claim = {**ids, "now": schema.utcnow(), "worker": worker}
+        with hotpath.step_write(self.url) as txn:
             claimed = txn.execute(_CLAIM, claim)
             if claimed:
                 return _step(claimed[0])
@@ -325,7 +293,7 @@ class Store:
                 return None
             if plan_state[0]["state"] != PlanState.RUNNING.value:
                 # the plan failed or was cancelled meanwhile: this step must not act
-                skipped = {"state": StepState.SKIPPED.value, "ended_at": db.utcnow()}
+                skipped = {"state": StepState.SKIPPED.value, "ended_at": schema.utcnow()}
                 txn.execute(_UPDATE_STEP, {**ids, **skipped})
                 return None
             raise PlanNotFound(f"plan {plan_id}: step {step_id!r} could not be claimed")
@@ -338,13 +306,13 @@ class Store:
         self, plan_id: str, step_id: str, endpoint: str, reason: str, tier: str | None = None
     ) -> None:
         """Record the endpoint a step actually used, why, and (after a fallback) its tier."""
-        where = (db.steps.c.plan_id == plan_id) & (db.steps.c.step_id == step_id)
-        with _write(self.url) as conn:
+        where = (schema.steps.c.plan_id == plan_id) & (schema.steps.c.step_id == step_id)
+        with db.write(self.url) as conn:
             values: dict[str, Any] = {"endpoint": endpoint, "route_reason": reason}
             if tier is not None:
-                data = conn.execute(select(db.steps.c.data).where(where)).scalar()
+                data = conn.execute(select(schema.steps.c.data).where(where)).scalar()
                 values["data"] = {**(data or {}), "tier": tier}
-            conn.execute(update(db.steps).where(where).values(**values))
+            conn.execute(update(schema.steps).where(where).values(**values))
 
     def finish(
         self,
@@ -359,7 +327,7 @@ class Store:
         """Record how a step ended (and, for a step that acted, its final undo record)."""
         values: dict[str, Any] = {
             "state": state.value,
-            "ended_at": db.utcnow(),
+            "ended_at": schema.utcnow(),
             "output": output[-defaults.OUTPUT_TAIL :],
             "error": error,
         }
@@ -368,7 +336,7 @@ class Store:
         ids = {"pid": plan_id, "sid": step_id}
         detail = f"-> {state.value}" + (f": {error}" if error else "")
         event = {**ids, "at": values["ended_at"], "kind": "step", "message": detail}
-        with _step_write(self.url) as txn:
+        with hotpath.step_write(self.url) as txn:
             statement = _FINISH_SUCCEEDED if state is StepState.SUCCEEDED else _UPDATE_STEP
             txn.execute(statement, {**ids, **values})
             txn.execute(_EVENT, event)
@@ -378,34 +346,37 @@ class Store:
 
     def reset_unfinished(self, plan_id: str) -> None:
         """Running steps of a dead run go back to pending (their idempotency check decides)."""
-        with _write(self.url) as conn:
+        with db.write(self.url) as conn:
             conn.execute(
-                update(db.steps)
+                update(schema.steps)
                 .where(
-                    (db.steps.c.plan_id == plan_id) & (db.steps.c.state == StepState.RUNNING.value)
+                    (schema.steps.c.plan_id == plan_id)
+                    & (schema.steps.c.state == StepState.RUNNING.value)
                 )
                 .values(state=StepState.PENDING.value)
             )
 
     def _update_step(self, plan_id: str, step_id: str, **values: Any) -> None:
-        with _write(self.url) as conn:
+        with db.write(self.url) as conn:
             conn.execute(
-                update(db.steps)
-                .where((db.steps.c.plan_id == plan_id) & (db.steps.c.step_id == step_id))
+                update(schema.steps)
+                .where((schema.steps.c.plan_id == plan_id) & (schema.steps.c.step_id == step_id))
                 .values(**values)
             )
 
     # --- events -----------------------------------------------------------
 
     def event(self, plan_id: str, step_id: str | None, kind: str, message: str) -> None:
-        with _write(self.url) as conn:
+        with db.write(self.url) as conn:
             _event(conn, plan_id, step_id, kind, message)
 
     def events(self, plan_id: str) -> list[dict[str, Any]]:
         with db.connect(self.url) as conn:
             rows = (
                 conn.execute(
-                    select(db.events).where(db.events.c.plan_id == plan_id).order_by(db.events.c.id)
+                    select(schema.events)
+                    .where(schema.events.c.plan_id == plan_id)
+                    .order_by(schema.events.c.id)
                 )
                 .mappings()
                 .all()
@@ -423,7 +394,7 @@ def _event(conn: Any, plan_id: str, step_id: str | None, kind: str, message: str
     """Record an event in the caller's transaction (one commit for a change and its event)."""
     conn.execute(
         _EVENT,
-        {"pid": plan_id, "sid": step_id, "at": db.utcnow(), "kind": kind, "message": message},
+        {"pid": plan_id, "sid": step_id, "at": schema.utcnow(), "kind": kind, "message": message},
     )
 
 

@@ -40,10 +40,13 @@ def scheduled_autonomy(ws: Workspace, kinds: str = "[run-tests]") -> None:
 def plan_rows(url: str) -> list[dict[str, object]]:
     from sqlalchemy import select
 
-    from overlord import db
+    from overlord import db, schema
 
     with db.connect(url) as conn:
-        return [dict(r) for r in conn.execute(select(db.plans.c.id, db.plans.c.state)).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(select(schema.plans.c.id, schema.plans.c.state)).mappings()
+        ]
 
 
 def add_schedule(ws: Workspace, entries: dict[str, tuple[str, str]]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, inspect, select, text
 
-from overlord import db
+from overlord import db, schema
 from overlord.errors import ConfigError
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -96,8 +96,8 @@ def test_schema_created_with_version(state_url: str) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"memories", "schema_version"} <= tables
     with db.connect(state_url) as conn:
-        versions = conn.execute(select(db.schema_version.c.version)).scalars().all()
-    assert versions == [db.SCHEMA_VERSION]
+        versions = conn.execute(select(schema.schema_version.c.version)).scalars().all()
+    assert versions == [schema.SCHEMA_VERSION]
 
 
 def test_ensure_schema_from_fresh_engines_is_idempotent(state_url: str) -> None:
@@ -106,7 +106,7 @@ def test_ensure_schema_from_fresh_engines_is_idempotent(state_url: str) -> None:
         db.ensure_schema(engine)
         engine.dispose()
     with db.connect(state_url) as conn:
-        assert conn.execute(select(func.count()).select_from(db.schema_version)).scalar() == 1
+        assert conn.execute(select(func.count()).select_from(schema.schema_version)).scalar() == 1
 
 
 def test_concurrent_ensure_schema_from_two_threads(state_url: str) -> None:
@@ -130,17 +130,17 @@ def test_concurrent_ensure_schema_from_two_threads(state_url: str) -> None:
         engine.dispose()
     assert errors == []
     with db.connect(state_url) as conn:
-        assert conn.execute(select(func.count()).select_from(db.schema_version)).scalar() == 1
+        assert conn.execute(select(func.count()).select_from(schema.schema_version)).scalar() == 1
 
 
 def test_timestamps_are_utc_aware(state_url: str) -> None:
     local = datetime(2024, 5, 1, 14, 30, tzinfo=timezone(timedelta(hours=2)))
     with db.begin(state_url) as conn:
         conn.execute(
-            db.memories.insert().values(created_at=local, category="decision", content="x")
+            schema.memories.insert().values(created_at=local, category="decision", content="x")
         )
     with db.connect(state_url) as conn:
-        stored = conn.execute(select(db.memories.c.created_at)).scalar_one()
+        stored = conn.execute(select(schema.memories.c.created_at)).scalar_one()
     assert stored == datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
     assert stored.utcoffset() == timedelta(0)
 
@@ -149,7 +149,7 @@ def test_naive_timestamps_are_refused(tmp_path: Path) -> None:
     with sqlite_database(tmp_path) as url, pytest.raises(Exception, match="naive"):
         with db.begin(url) as conn:
             conn.execute(
-                db.memories.insert().values(
+                schema.memories.insert().values(
                     created_at=datetime(2024, 1, 1), category="x", content="x"
                 )
             )
@@ -157,10 +157,12 @@ def test_naive_timestamps_are_refused(tmp_path: Path) -> None:
 
 def test_begin_rolls_back_on_error(state_url: str) -> None:
     with pytest.raises(RuntimeError), db.begin(state_url) as conn:
-        conn.execute(db.memories.insert().values(created_at=db.utcnow(), category="x", content="x"))
+        conn.execute(
+            schema.memories.insert().values(created_at=schema.utcnow(), category="x", content="x")
+        )
         raise RuntimeError("boom")
     with db.connect(state_url) as conn:
-        assert conn.execute(select(func.count()).select_from(db.memories)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(schema.memories)).scalar() == 0
 
 
 def test_sqlite_writers_from_threads_do_not_fail(tmp_path: Path) -> None:
@@ -171,10 +173,12 @@ def test_sqlite_writers_from_threads_do_not_fail(tmp_path: Path) -> None:
             try:
                 for i in range(10):
                     with db.begin(url) as conn:
-                        count = conn.execute(select(func.count()).select_from(db.memories)).scalar()
+                        count = conn.execute(
+                            select(func.count()).select_from(schema.memories)
+                        ).scalar()
                         conn.execute(
-                            db.memories.insert().values(
-                                created_at=db.utcnow(),
+                            schema.memories.insert().values(
+                                created_at=schema.utcnow(),
                                 category="update",
                                 content=f"{n}-{i}-{count}",
                             )
@@ -189,7 +193,7 @@ def test_sqlite_writers_from_threads_do_not_fail(tmp_path: Path) -> None:
             thread.join(timeout=60)
         assert errors == []
         with db.connect(url) as conn:
-            assert conn.execute(select(func.count()).select_from(db.memories)).scalar() == 40
+            assert conn.execute(select(func.count()).select_from(schema.memories)).scalar() == 40
 
 
 def test_unreachable_server_is_a_one_line_config_error_with_masked_password() -> None:
@@ -224,14 +228,16 @@ def test_sqlite_fts_index_follows_updates_and_deletes(tmp_path: Path) -> None:
         assert db.has_fts(db.engine_for(url))
         with db.begin(url) as conn:
             conn.execute(
-                db.memories.insert().values(created_at=db.utcnow(), category="x", content="alpha")
+                schema.memories.insert().values(
+                    created_at=schema.utcnow(), category="x", content="alpha"
+                )
             )
-            conn.execute(db.memories.update().values(content="beta"))
-        match = text(f"SELECT rowid FROM {db.FTS_TABLE} WHERE {db.FTS_TABLE} MATCH :q")
+            conn.execute(schema.memories.update().values(content="beta"))
+        match = text(f"SELECT rowid FROM {schema.FTS_TABLE} WHERE {schema.FTS_TABLE} MATCH :q")
         with db.connect(url) as conn:
             assert conn.execute(match, {"q": "alpha"}).all() == []
             assert len(conn.execute(match, {"q": "beta"}).all()) == 1
         with db.begin(url) as conn:
-            conn.execute(db.memories.delete())
+            conn.execute(schema.memories.delete())
         with db.connect(url) as conn:
             assert conn.execute(match, {"q": "beta"}).all() == []

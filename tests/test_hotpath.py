@@ -69,10 +69,10 @@ def test_direct_statements_store_and_read_what_sqlalchemy_does(tmp_path: Path) -
             for table in ("steps", "plans"):
                 column = "plan_id" if table == "steps" else "id"
                 conn.execute(f"UPDATE {table} SET {column} = 'same' WHERE {column} = ?", (plan.id,))
-    with hotpath.write(urls[0]) as writer:
+    with hotpath.step_write(urls[0]) as writer:
         direct = _script(writer.execute, "same")
-    with store._write(urls[1]) as conn:
-        through_sqlalchemy = _script(store._Rows(conn).execute, "same")
+    with db.write(urls[1]) as conn:
+        through_sqlalchemy = _script(hotpath._Rows(conn).execute, "same")
     assert direct == through_sqlalchemy
     assert direct[0][0]["started_at"] == AT and direct[0][0]["data"]["kind"] == "noop"
     assert _stored(urls[0]) == _stored(urls[1])
@@ -84,7 +84,7 @@ def test_direct_statements_store_and_read_what_sqlalchemy_does(tmp_path: Path) -
 def test_a_failed_block_writes_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     plan = _running_plan(url)
-    with pytest.raises(RuntimeError), hotpath.write(url) as writer:
+    with pytest.raises(RuntimeError), hotpath.step_write(url) as writer:
         writer.execute(store._CLAIM, {"pid": plan.id, "sid": "s0", "now": AT, "worker": "w"})
         raise RuntimeError("the step crashed mid-transaction")
     assert Store(url).load(plan.id).step("s0").state is StepState.PENDING

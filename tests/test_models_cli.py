@@ -192,8 +192,7 @@ def test_periodic_health_task_checks_and_is_scheduled(tmp_path: Path) -> None:
                    "health_check_url": server.health_url}},
             dispatch={"health_interval": 120},
         )  # fmt: skip
-        app = make_app(config, "memory://")
-        health.register(app)
+        app = make_app(config, "memory://")  # registers the task and its beat entry
         assert app.conf.beat_schedule[health.BEAT_ENTRY]["schedule"] == 120.0
         result = app.tasks[health.TASK_NAME]()
     assert result == {"a": {"healthy": False, "status": "HTTP 503"}}

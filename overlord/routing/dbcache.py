@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from overlord import db
+from overlord import db, schema
 from overlord.routing.health import HealthRecord
 
 
@@ -23,7 +23,7 @@ class DbHealthCache:
     def get(self, name: str) -> HealthRecord | None:
         with db.connect(self.url) as conn:
             row = (
-                conn.execute(select(db.health).where(db.health.c.endpoint == name))
+                conn.execute(select(schema.health).where(schema.health.c.endpoint == name))
                 .mappings()
                 .first()
             )
@@ -32,9 +32,9 @@ class DbHealthCache:
     def put(self, record: HealthRecord) -> None:
         latency = None if record.latency is None else repr(float(record.latency))
         with db.begin(self.url) as conn:
-            conn.execute(delete(db.health).where(db.health.c.endpoint == record.endpoint))
+            conn.execute(delete(schema.health).where(schema.health.c.endpoint == record.endpoint))
             conn.execute(
-                db.health.insert().values(
+                schema.health.insert().values(
                     endpoint=record.endpoint,
                     healthy=1 if record.healthy else 0,
                     status=record.status,
@@ -45,7 +45,7 @@ class DbHealthCache:
 
     def all(self) -> dict[str, HealthRecord]:
         with db.connect(self.url) as conn:
-            rows = conn.execute(select(db.health)).mappings().all()
+            rows = conn.execute(select(schema.health)).mappings().all()
         return {r["endpoint"]: _record(r) for r in rows}
 
 
