@@ -137,6 +137,8 @@ def run(
         assert runtime.app is not None
         if not detach:
             _require_workers(runtime, plan, {s.queue for s in plan.steps if not s.state.finished})
+        if plan.state is PlanState.RUNNING and not runtime.embedded:
+            _refuse_if_busy(runtime, plan)
         if not store.transition(
             plan.id,
             PlanState.RUNNING,
@@ -166,6 +168,30 @@ def _require_workers(runtime: Runtime, plan: DispatchPlan, queues: set[str]) -> 
         raise PlanError(
             f"no worker consumes queue {', '.join(idle)}: plan {plan.id} is saved, not started",
             f"start one ({starts}), then `overlord resume {plan.id}`; or pass --detach",
+        )
+
+
+def _refuse_if_busy(runtime: Runtime, plan: DispatchPlan) -> None:
+    """Distributed resume: a worker still holding one of the plan's tasks (running it, or
+    prefetched) means the plan is alive; sending its steps again would only race it."""
+    if runtime.app is None:
+        return
+    try:
+        inspect = runtime.app.control.inspect(timeout=1.0)
+        replies = [inspect.active() or {}, inspect.reserved() or {}]
+    except Exception:
+        return  # no answer: nothing is known to hold the plan
+    holders = set()
+    for reply in replies:
+        for worker, tasks in reply.items():
+            for task in tasks:
+                args = list(task.get("args") or [])  # (plan id, step id) or (plan id,)
+                if args and args[0] == plan.id:
+                    holders.add(f"{worker} ({args[1] if len(args) > 1 else task.get('name')})")
+    if holders:
+        raise PlanError(
+            f"plan {plan.id} is still running: {', '.join(sorted(holders))}",
+            f"wait for it (`overlord plans show {plan.id}`), or `overlord cancel {plan.id}`",
         )
 
 

@@ -18,7 +18,7 @@ from overlord.checkout import head_name
 from overlord.config import ActionKind, Config
 from overlord.errors import OverlordError, RepoNotFound, StepFailed
 from overlord.git import Git
-from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState, now
+from overlord.plan import DispatchPlan, PlanState, StepState, now
 from overlord.store import Store
 
 #: Step kinds whose failure is recorded without failing the plan's canvas: the push
@@ -46,12 +46,6 @@ def repo_lock(path: Path | None) -> Iterator[None]:
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         os.close(handle)
-
-
-def _project_path(config: Config, step: DispatchStep) -> Path | None:
-    if step.project is None:
-        return None
-    return config.projects[step.project].path
 
 
 #: (state_url, plan, step) → project: a step's project never changes, so a worker reads
@@ -131,24 +125,27 @@ def undo(config: Config, plan_id: str, step_id: str) -> dict[str, Any]:
     """Compensate one step; never raises (the rollback goes on and reports)."""
     assert config.state_url
     store = Store(config.state_url)
-    step = store.load_step(plan_id, step_id)
-    if step.state is StepState.UNDONE:
-        return {"step": step_id, "state": "undone"}
+    project = _step_project(store, plan_id, step_id)
     try:
-        with repo_lock(_project_path(config, step)):
+        with repo_lock(config.projects[project].path if project else None):
+            # read under the lock: a second rollback of the plan (a resume meanwhile)
+            # finds the step undone by the first and does not report it twice
+            step = store.load_step(plan_id, step_id)
+            if step.state is StepState.UNDONE:
+                return {"step": step_id, "state": "undone"}
             message = (
                 action_for(step.kind).undo(Context(config, plan_id, step), step.undo)
                 if step.undo
                 else "nothing recorded"
             )
+            if step.state is StepState.SUCCEEDED:
+                # a completed step becomes "undone"; a failed or interrupted one keeps
+                # its state (it did not succeed), the compensation is in its events
+                store.set_step_state(plan_id, step_id, StepState.UNDONE)
     except Exception as exc:  # report, keep undoing the rest
         text = exc.message if isinstance(exc, OverlordError) else f"{type(exc).__name__}: {exc}"
         store.event(plan_id, step_id, "undo-failed", text)
         return {"step": step_id, "state": "undo-failed", "error": text}
-    if step.state is StepState.SUCCEEDED:
-        # a completed step becomes "undone"; a failed or interrupted one keeps its state
-        # (it did not succeed), the compensation is in its events
-        store.set_step_state(plan_id, step_id, StepState.UNDONE)
     store.event(plan_id, step_id, "undo", message)
     return {"step": step_id, "state": "undone", "message": message}
 

@@ -338,3 +338,25 @@ def test_embedded_killed_dispatch_then_cancel_rolls_back(tmp_path: Path, scratch
     assert plan.state is PlanState.CANCELLED, (plan.state, plan.error, plan.notes)
     assert plan.undone and all(plan.step(s).state is StepState.UNDONE for s in plan.undone)
     assert workspace_snapshot(ws) == before
+
+
+def test_resume_of_a_plan_a_live_worker_runs_is_refused(
+    dist_ws: Workspace, workers: Callable[[Path, str], Worker], tmp_path: Path
+) -> None:
+    config = configure(dist_ws)
+    marker = tmp_path / "in-hook"
+    slow_hook(dist_ws.repos["core"], marker, 3)
+    before = workspace_snapshot(dist_ws)
+    workers(dist_ws.config_path, "busy1")
+    plan_id = start_plan(config, merge_and_tag(config))
+
+    wait_for(marker.exists, 60, "the merge step to reach its hook")
+    res = cli(dist_ws.config_path, "resume", plan_id)
+    assert res.code == 2, res.text
+    assert f"plan {plan_id} is still running: busy1@" in res.text and "(s1)" in res.text
+    assert "Traceback" not in res.text
+
+    plan = runner.wait(config, plan_id, timeout=90)
+    assert plan.state is PlanState.SUCCEEDED, (plan.state, plan.error)
+    assert plan.step("s1").attempts == 1  # nothing was sent twice
+    assert_merged_and_tagged_once(dist_ws, before)

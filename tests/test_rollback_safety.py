@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
+from overlord import config as config_module
+from overlord import steps
 from overlord.cli.app import main
+from overlord.config import ActionKind
+from overlord.plan import PlanState, StepState
+from overlord.planner import PlanBuilder
+from overlord.store import Store
 from tests.kit import Workspace, add_commit, git, workspace_snapshot
 
 
@@ -121,3 +128,36 @@ def test_a_failed_step_stays_failed_after_the_rollback(
     report = json.loads(out)
     kinds = {row["kind"]: row for row in report["by_kind"]}
     assert kinds["run-tests"]["failed"] >= 1
+
+
+def test_two_rollbacks_at_once_undo_a_step_once(synced_workspace: Workspace) -> None:
+    """A resume while a rollback runs starts a second one: each step is undone once."""
+    ws = synced_workspace
+    config = config_module.load(ws.config_path)
+    assert config.state_url
+    before = workspace_snapshot(ws)
+    builder = PlanBuilder(config, "merge develop to main in core")
+    builder.add(
+        ActionKind.MERGE, "core", "merge", source="develop", target="main", branches=["develop"]
+    )
+    plan = builder.build()
+    store = Store(config.state_url)
+    store.save(plan)
+    store.transition(plan.id, PlanState.RUNNING, expect=[plan.state])
+    assert steps.execute(config, plan.id, "s1", "w")["state"] == "succeeded"
+    assert workspace_snapshot(ws) != before
+
+    results: list[dict[str, object]] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(steps.undo(config, plan.id, "s1")))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r["state"] for r in results) == ["undone", "undone"]
+    kinds = [e["kind"] for e in store.events(plan.id) if e["step_id"] == "s1"]
+    assert kinds.count("undo") == 1 and "undo-failed" not in kinds
+    assert store.load(plan.id).step("s1").state is StepState.UNDONE
+    assert workspace_snapshot(ws) == before
