@@ -186,3 +186,32 @@ def test_real_command_failure_prints_no_traceback(synced_workspace: Workspace) -
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "rolled-back" in proc.stdout
     assert workspace_snapshot(synced_workspace) == before
+
+
+def test_progress_lines_show_undos_in_the_order_they_ran(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from overlord.cli.progress import Progress
+    from overlord.config import ActionKind
+    from overlord.plan import DispatchPlan, DispatchStep
+
+    plan = DispatchPlan(
+        task="three changes",
+        steps=[DispatchStep(id=f"s{i}", kind=ActionKind.TAG, project="core") for i in (1, 2, 3)],
+    )
+    progress = Progress(quiet=False)
+    for seq, step in enumerate(plan.steps, start=1):
+        step.state, step.finished_seq = StepState.SUCCEEDED, seq
+    progress(plan)
+    failed = DispatchStep(id="s4", kind=ActionKind.TAG, project="core", state=StepState.FAILED)
+    plan.steps.append(failed)
+    for step in plan.steps[:3]:
+        step.state = StepState.UNDONE  # one poll sees the whole rollback at once
+    progress(plan)
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert lines[3:] == [
+        "s4 tag core: failed",
+        "s3 tag core: undone",
+        "s2 tag core: undone",
+        "s1 tag core: undone",
+    ]

@@ -11,7 +11,7 @@ from overlord.cli.common import console, print_json, say
 from overlord.cli.render import outcome_line, plan_document, plan_header, steps_table
 from overlord.config import Config
 from overlord.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
-from overlord.plan import DispatchPlan, PlanState
+from overlord.plan import DispatchPlan, PlanState, StepState
 
 PUSH_QUESTION = "All tests pass. Push to remote?"
 
@@ -51,14 +51,18 @@ class Progress:
         if self.live is not None:
             self.live.update(steps_table(plan))
             return
-        for step in plan.steps:
-            if self.seen.get(step.id) != step.state.value:
-                self.seen[step.id] = step.state.value
-                if step.state.value != "pending":
-                    detail = f" ({step.error})" if step.error else ""
-                    say(
-                        f"  {step.id} {step.kind.value} {step.project or ''}: {step.state.value}{detail}"
-                    )
+        changed = [s for s in plan.steps if self.seen.get(s.id) != s.state.value]
+        # undone steps last, in the order the rollback undid them: latest completed first
+        changed.sort(
+            key=lambda s: (1, -(s.finished_seq or 0)) if s.state is StepState.UNDONE else (0, 0)
+        )
+        for step in changed:
+            self.seen[step.id] = step.state.value
+            if step.state is not StepState.PENDING:
+                detail = f" ({step.error})" if step.error else ""
+                say(
+                    f"  {step.id} {step.kind.value} {step.project or ''}: {step.state.value}{detail}"
+                )
 
 
 def exit_code(plan: DispatchPlan) -> int:
