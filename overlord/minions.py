@@ -2,8 +2,9 @@
 
 Routing happens twice. At plan time (here) from the cached health — only when the cache
 holds no fresh record at all are the endpoints checked, all at once (about one timeout);
-an endpoint whose health is unknown counts as healthy — so the plan shows a tier, an
-endpoint and why. At run time (``overlord.minion_step``) the step routes
+an endpoint whose health is unknown counts as healthy; when the cache leaves no endpoint
+at all, the ones it says are down are checked again before the plan is refused — so the
+plan shows a tier, an endpoint and why. At run time (``overlord.minion_step``) the step routes
 again when its endpoint has since been found unhealthy, and records where it really went.
 """
 
@@ -15,7 +16,7 @@ from overlord.parser import Complexity, Intent
 from overlord.plan import DispatchPlan
 from overlord.planner import PlanBuilder
 from overlord.routing import route
-from overlord.routing.check import at_startup, in_flight_now
+from overlord.routing.check import at_startup, in_flight_now, recheck_down
 from overlord.routing.tiers import tier as as_tier
 
 
@@ -35,14 +36,19 @@ def plan_code(config: Config, intent: Intent, *, tier: str | None = None) -> Dis
     task_type = intent.task_type.value
     level = (intent.complexity or Complexity.MEDIUM).value
     forced = as_tier(tier).value if tier else None
-    choice = route(
-        config,
-        task_type,
-        level,
-        health=at_startup(config),
-        in_flight=in_flight_now(config),
-        force_tier=forced,
-    )
+    health = at_startup(config)
+    in_flight = in_flight_now(config)
+    try:
+        choice = route(
+            config, task_type, level, health=health, in_flight=in_flight, force_tier=forced
+        )
+    except EndpointUnavailable:
+        rechecked = recheck_down(config, health)
+        if rechecked == health:
+            raise
+        choice = route(
+            config, task_type, level, health=rechecked, in_flight=in_flight, force_tier=forced
+        )
     builder = PlanBuilder(config, intent.text)
     instruction = intent.instruction or intent.text
     projects = intent.projects or _default_projects(config)

@@ -7,7 +7,9 @@ real workspace; the model servers are real HTTP servers on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from overlord import config as config_module
 from overlord import steps
 from overlord.cli.app import main
 from overlord.config import Config
+from overlord.errors import EndpointUnavailable
 from overlord.minions import plan_code
 from overlord.parser import parse
 from overlord.plan import PlanState, StepState
@@ -254,3 +257,30 @@ def test_forced_tier_is_used_when_healthy(
     assert code == 0, doc
     (step,) = only_plan(config).steps
     assert step.endpoint == "cloud-heavy" and step.route_reason == "forced tier cloud-heavy"
+
+
+def test_a_stale_down_record_is_checked_again_before_code_work_is_refused(
+    workspace: Workspace,
+) -> None:
+    from datetime import timedelta
+
+    from overlord.routing.health import HealthRecord, utcnow
+
+    with ScriptedOpenAI() as local:
+        config = configure(workspace, {"local-14b": endpoint(local, "local")})
+        edited = time.time() - 120  # records older than the config file are not used at all
+        os.utime(workspace.config_path, (edited, edited))
+        cache = health_cache(config)
+        # down a minute ago, still within health_interval: the cache alone would refuse
+        cache.put(
+            HealthRecord("local-14b", False, "connection refused", utcnow() - timedelta(seconds=60))
+        )
+        plan = plan_code(config, parse(TASK, Registry(config)))
+        (step,) = plan.steps
+        assert (step.endpoint, step.route_reason) == ("local-14b", "preferred")
+        record = cache.get("local-14b")
+        assert record is not None and record.healthy and record.age() < 5
+    # a failure seen just now is trusted: the work is refused at once, in one line
+    cache.put(HealthRecord("local-14b", False, "connection refused", utcnow()))
+    with pytest.raises(EndpointUnavailable, match="local-14b down"):
+        plan_code(config, parse(TASK, Registry(config)))

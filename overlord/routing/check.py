@@ -6,6 +6,8 @@
   once (bounded by about one timeout); otherwise just read the cache.
 - ``refresh``: check every endpoint now (the periodic ``overlord.health`` task and
   ``overlord models --check``).
+- ``recheck_down``: check again the endpoints a cached record says are down (planning,
+  when the cache would leave no endpoint at all).
 - ``cached``: read only, never checks, never raises (planning uses it).
 - ``in_flight_now``: slots in use per endpoint, from the broker's semaphores (0 without one).
 """
@@ -16,7 +18,14 @@ import logging
 
 from overlord import defaults
 from overlord.config import Config
-from overlord.routing.health import HealthCache, HealthRecord, check_all, refresh_if_stale, utcnow
+from overlord.routing.health import (
+    HealthCache,
+    HealthRecord,
+    check_all,
+    check_many,
+    refresh_if_stale,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +92,37 @@ def at_startup(
     if not config.models or fresh(config, records):
         return records
     return {**records, **refresh(config, store, timeout=timeout)}
+
+
+#: Seconds a "down" record is trusted without a second look when nothing else would do.
+RECHECK_AFTER = 5.0
+
+
+def recheck_down(
+    config: Config,
+    records: dict[str, HealthRecord],
+    cache: HealthCache | None = None,
+    *,
+    timeout: float = defaults.HEALTH_TIMEOUT,
+) -> dict[str, HealthRecord]:
+    """Check again, all at once, the endpoints ``records`` say are down, unless that was
+    just seen: a cached failure may be old news when no endpoint would take the work."""
+    now = utcnow()
+    down = [
+        config.models[name]
+        for name, record in records.items()
+        if not record.healthy and record.age(now) > RECHECK_AFTER and name in config.models
+    ]
+    if not down:
+        return records
+    store = cache or health_cache(config)
+    checked = check_many(down, timeout)
+    for record in checked.values():
+        try:
+            store.put(record)
+        except Exception as exc:
+            log.warning("health of %s not cached: %s", record.endpoint, exc)
+    return {**records, **checked}
 
 
 def current(
