@@ -221,3 +221,17 @@ def snapshot(paths: Iterable[Path]) -> dict[str, dict[str, Any] | None]:
 def workspace_snapshot(ws: Workspace) -> dict[str, dict[str, Any] | None]:
     """Snapshot of every working repo and every bare remote of *ws*."""
     return snapshot([*ws.repos.values(), *ws.remotes.values()])
+
+
+def peak_overlap(spans: Iterable[tuple[datetime | None, datetime | None]]) -> int:
+    """The most spans (start, end) open at one moment; an end before a start at one instant."""
+    spans = list(spans)
+    changes = sorted(
+        [(start, 1) for start, _ in spans if start] + [(end, -1) for _, end in spans if end],
+        key=lambda change: (change[0], change[1]),
+    )
+    running = peak = 0
+    for _, delta in changes:
+        running += delta
+        peak = max(peak, running)
+    return peak

@@ -21,7 +21,7 @@ import yaml
 from overlord import config as config_module
 from overlord.tasks.app import queues
 from tests.conftest import IN_CI
-from tests.kit import Workspace
+from tests.kit import Workspace, peak_overlap
 from tests.test_worker_cli import configure, redis_db, set_test_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -333,15 +333,8 @@ def test_compose_workers_run_plans_within_the_endpoint_limit(
             if "overlord.run-tests" in line and "received" in line
         }
         assert len(took) >= 2, logs  # spread over the scaled containers
-        changes = sorted(
-            [(s.started_at, 1) for s in plan.steps] + [(s.ended_at, -1) for s in plan.steps],
-            key=lambda c: (c[0], c[1]),
-        )
-        running = peak = 0
-        for _, delta in changes:
-            running += delta
-            peak = max(peak, running)
-        assert peak == 2, "the endpoint's concurrent limit held across the containers"
+        spans = [(s.started_at, s.ended_at) for s in plan.steps]
+        assert peak_overlap(spans) == 2, "the endpoint's concurrent limit held across containers"
 
         set_test_command(workspace, "git status --porcelain")
         config = config_module.load(path)

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -213,17 +214,34 @@ def assert_merged_and_tagged_once(ws: Workspace, before: dict) -> None:  # type:
     assert git(core, "status", "--porcelain") == ""
 
 
+@dataclass
+class SlowMerge:
+    """A merge-and-tag plan started on a fresh worker, its merge step inside a 3 s hook."""
+
+    config: Config
+    before: dict  # type: ignore[type-arg]
+    worker: Worker
+    plan_id: str
+
+
+def start_slow_merge(
+    ws: Workspace, workers: Callable[[Path, str], Worker], tmp_path: Path, name: str
+) -> SlowMerge:
+    config = configure(ws)
+    marker = tmp_path / "in-hook"
+    slow_hook(ws.repos["core"], marker, 3)
+    before = workspace_snapshot(ws)
+    worker = workers(ws.config_path, name)
+    plan_id = start_plan(config, merge_and_tag(config))
+    wait_for(marker.exists, 60, "the merge step to reach its hook")
+    return SlowMerge(config, before, worker, plan_id)
+
+
 def test_killed_pool_child_is_redelivered_and_acts_once(
     dist_ws: Workspace, workers: Callable[[Path, str], Worker], tmp_path: Path
 ) -> None:
-    config = configure(dist_ws)
-    marker = tmp_path / "in-hook"
-    slow_hook(dist_ws.repos["core"], marker, 3)
-    before = workspace_snapshot(dist_ws)
-    worker = workers(dist_ws.config_path, "crash1")
-    plan_id = start_plan(config, merge_and_tag(config))
-
-    wait_for(marker.exists, 60, "the merge step to reach its hook")
+    run = start_slow_merge(dist_ws, workers, tmp_path, "crash1")
+    config, before, worker, plan_id = run.config, run.before, run.worker, run.plan_id
     child = worker.busy_child()
     assert child is not None
     child.kill()  # SIGKILL the pool process mid-step
@@ -240,14 +258,8 @@ def test_killed_pool_child_is_redelivered_and_acts_once(
 def test_killed_worker_then_resume_finishes_once(
     dist_ws: Workspace, workers: Callable[[Path, str], Worker], tmp_path: Path
 ) -> None:
-    config = configure(dist_ws)
-    marker = tmp_path / "in-hook"
-    slow_hook(dist_ws.repos["core"], marker, 3)
-    before = workspace_snapshot(dist_ws)
-    first = workers(dist_ws.config_path, "crash2a")
-    plan_id = start_plan(config, merge_and_tag(config))
-
-    wait_for(marker.exists, 60, "the merge step to reach its hook")
+    run = start_slow_merge(dist_ws, workers, tmp_path, "crash2a")
+    config, before, first, plan_id = run.config, run.before, run.worker, run.plan_id
     first.kill_all()  # the whole worker, pool and all
     stalled = runner.store_for(config).load(plan_id)
     assert stalled.state is PlanState.RUNNING
@@ -343,14 +355,8 @@ def test_embedded_killed_dispatch_then_cancel_rolls_back(tmp_path: Path, scratch
 def test_resume_of_a_plan_a_live_worker_runs_is_refused(
     dist_ws: Workspace, workers: Callable[[Path, str], Worker], tmp_path: Path
 ) -> None:
-    config = configure(dist_ws)
-    marker = tmp_path / "in-hook"
-    slow_hook(dist_ws.repos["core"], marker, 3)
-    before = workspace_snapshot(dist_ws)
-    workers(dist_ws.config_path, "busy1")
-    plan_id = start_plan(config, merge_and_tag(config))
-
-    wait_for(marker.exists, 60, "the merge step to reach its hook")
+    run = start_slow_merge(dist_ws, workers, tmp_path, "busy1")
+    config, before, plan_id = run.config, run.before, run.plan_id
     res = cli(dist_ws.config_path, "resume", plan_id)
     assert res.code == 2, res.text
     assert f"plan {plan_id} is still running: busy1@" in res.text and "(s1)" in res.text

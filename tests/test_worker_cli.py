@@ -19,7 +19,7 @@ from overlord import config as config_module
 from overlord.cli.app import main
 from overlord.cli.services import concurrency_for, resolve_queues, worker_argv
 from overlord.errors import ConfigError
-from tests.kit import Workspace
+from tests.kit import Workspace, peak_overlap
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "overlord.yml"
@@ -240,12 +240,4 @@ def test_scaled_workers_never_exceed_the_endpoint_limit(
             stop(proc)
     assert plan.state.value == "succeeded", [(s.id, s.state, s.error) for s in plan.steps]
     assert len({s.worker for s in plan.steps}) == 2  # both workers took steps
-    events = sorted(
-        [(s.started_at, 1) for s in plan.steps] + [(s.ended_at, -1) for s in plan.steps],
-        key=lambda e: (e[0], e[1]),
-    )
-    running = peak = 0
-    for _, delta in events:
-        running += delta
-        peak = max(peak, running)
-    assert peak == 2
+    assert peak_overlap((s.started_at, s.ended_at) for s in plan.steps) == 2

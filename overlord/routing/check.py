@@ -73,8 +73,11 @@ def refresh(
     config: Config, cache: HealthCache | None = None, *, timeout: float = defaults.HEALTH_TIMEOUT
 ) -> dict[str, HealthRecord]:
     """Check every endpoint now (all at once) and store the results."""
-    store = cache or health_cache(config)
-    records = check_all(config, timeout)
+    return _keep(cache or health_cache(config), check_all(config, timeout))
+
+
+def _keep(store: HealthCache, records: dict[str, HealthRecord]) -> dict[str, HealthRecord]:
+    """Store fresh check results (a cache that fails to write only costs a warning)."""
     for record in records.values():
         try:
             store.put(record)
@@ -115,14 +118,7 @@ def recheck_down(
     ]
     if not down:
         return records
-    store = cache or health_cache(config)
-    checked = check_many(down, timeout)
-    for record in checked.values():
-        try:
-            store.put(record)
-        except Exception as exc:
-            log.warning("health of %s not cached: %s", record.endpoint, exc)
-    return {**records, **checked}
+    return {**records, **_keep(cache or health_cache(config), check_many(down, timeout))}
 
 
 def current(
