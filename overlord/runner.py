@@ -25,7 +25,8 @@ from overlord.store import Store
 
 #: Seconds between two reads of the whole plan while following it (progress display).
 POLL = 0.1
-#: Seconds between two reads of the plan's state while waiting for it to settle.
+#: Seconds between two reads of the plan's state while waiting for it to settle (a
+#: transition made in this process, by an in-process worker, ends the wait at once).
 STATE_POLL = 0.02
 
 Follow = Callable[[DispatchPlan], None]
@@ -214,7 +215,7 @@ def wait(
             shown = time.monotonic()
         if settled or late:
             return store.load(plan_id)
-        time.sleep(STATE_POLL)
+        store.wait_for_transition(STATE_POLL)
 
 
 def push(

@@ -6,6 +6,7 @@ compare-and-set on the row, so a redelivered task or a second worker cannot act 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -100,6 +101,10 @@ _FINISH_SUCCEEDED = _UPDATE_STEP.values(
     .where(_DONE.c.plan_id == bindparam("pid"))
     .scalar_subquery()
 )
+
+
+#: Notified after every plan transition committed in this process (``runner.wait``).
+_TRANSITIONS = threading.Condition()
 
 
 class Store:
@@ -256,7 +261,16 @@ class Store:
                 values["doc"] = {**row.doc, **_jsonable(doc)}
             conn.execute(update(schema.plans).where(schema.plans.c.id == plan_id).values(**values))
             _event(conn, plan_id, None, "plan", f"-> {to.value}")
+        with _TRANSITIONS:
+            _TRANSITIONS.notify_all()
         return True
+
+    @staticmethod
+    def wait_for_transition(timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, less when a plan of this process changes state
+        (an in-process worker settling it); other processes' changes are seen by polling."""
+        with _TRANSITIONS:
+            _TRANSITIONS.wait(timeout)
 
     def update_doc(self, plan_id: str, **doc: Any) -> None:
         with db.write(self.url) as conn:

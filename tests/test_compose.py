@@ -216,6 +216,23 @@ def docker_host() -> str:
     return host
 
 
+def remove_leftovers(host: str) -> None:
+    """Containers of an earlier test run that was killed before its ``down``: they would
+    consume this run's queues on the shared Redis database."""
+    listed = subprocess.run(
+        ["docker", "-H", host, "ps", "-aq", "--filter", "name=overlord-test-"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if listed.stdout.split():
+        subprocess.run(
+            ["docker", "-H", host, "rm", "-f", *listed.stdout.split()],
+            capture_output=True,
+            timeout=120,
+        )
+
+
 def build_image(host: str, tag: str, tmp_path: Path) -> None:
     """The overlord image from workers/Dockerfile.overlord, offline: a wheelhouse of the
     project and its dependencies (built here with pip) in the build context."""
@@ -301,6 +318,7 @@ def test_compose_workers_run_plans_within_the_endpoint_limit(
         )
 
     try:
+        remove_leftovers(host)
         up = run(
             "up", "-d", "--no-deps", "--no-build", "--scale", "worker-cloud-fast=3",
             "worker-direct", "worker-cloud-fast",

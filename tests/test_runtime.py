@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -12,7 +17,8 @@ import redis
 
 from overlord.config import Config
 from overlord.errors import BrokerUnavailable
-from overlord.tasks.runtime import PrivateRedis, Runtime
+from overlord.tasks.private_redis import OWNER, PrivateRedis, reap_orphans
+from overlord.tasks.runtime import Runtime
 
 
 def test_private_redis_serves_on_its_socket_and_is_gone_after_stop() -> None:
@@ -27,8 +33,10 @@ def test_private_redis_serves_on_its_socket_and_is_gone_after_stop() -> None:
     assert client.config_get("save") == {"save": ""}
     assert client.config_get("port") == {"port": "0"}  # no TCP port: only this user's socket
     client.close()
+    assert (directory / OWNER).read_text().split() == [str(os.getpid()), str(pid)]
     server.stop()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not directory.exists()
     server.stop()  # twice is harmless
 
 
@@ -45,8 +53,8 @@ def test_embedded_runtime_leaves_no_server_thread_or_directory(tmp_path: Path) -
     threads = set(threading.enumerate())
     with Runtime(config) as runtime:
         assert runtime.embedded and runtime.with_worker and runtime.app is not None
-        assert runtime._tmp is not None
-        directory = runtime._tmp
+        assert runtime.server is not None
+        directory = runtime.server.directory
         servers = [
             p
             for p in psutil.process_iter(["cmdline"])
@@ -58,3 +66,45 @@ def test_embedded_runtime_leaves_no_server_thread_or_directory(tmp_path: Path) -
     assert not directory.exists()
     assert not servers[0].is_running() or servers[0].status() == psutil.STATUS_ZOMBIE
     assert {t for t in threading.enumerate() if t.is_alive()} <= threads
+
+
+def test_a_server_left_by_a_killed_overlord_is_reaped_by_the_next_runtime(tmp_path: Path) -> None:
+    root = tmp_path / "tmp"
+    root.mkdir()
+    script = (
+        "import sys, time\n"
+        "from overlord.tasks.private_redis import PrivateRedis\n"
+        "server = PrivateRedis.create()\n"
+        "print(server.start(), server.process.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={**os.environ, "TMPDIR": str(root)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert owner.stdout is not None
+    url, pid = owner.stdout.readline().split()
+    directory = Path(url.removeprefix("redis+socket://")).parent
+    assert directory.parent == root
+    stranger = root / "overlord-not-ours"  # no owner file: never touched
+    stranger.mkdir()
+    assert reap_orphans(root) == []  # its overlord still runs
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    server = psutil.Process(int(pid))
+    assert not _gone(server)  # the server outlived it
+    assert reap_orphans(root) == [directory]
+    deadline = time.monotonic() + 5
+    while not _gone(server) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _gone(server)
+    assert not directory.exists() and stranger.exists()
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

