@@ -31,7 +31,7 @@ from overlord import db
 
 _DIALECT = sqlite.dialect(paramstyle="named")
 _local = threading.local()
-_compiled: dict[tuple[int, frozenset[str]], _Compiled] = {}
+_compiled: dict[tuple[Executable, frozenset[str]], _Compiled] = {}
 
 
 class _Compiled:
@@ -72,7 +72,7 @@ class _Compiled:
 
 
 def _prepare(statement: Executable, keys: frozenset[str]) -> _Compiled:
-    key = (id(statement), keys)
+    key = (statement, keys)  # statements are module constants: a handful of entries
     found = _compiled.get(key)
     if found is None:
         found = _compiled[key] = _Compiled(statement, keys)
@@ -80,7 +80,7 @@ def _prepare(statement: Executable, keys: frozenset[str]) -> _Compiled:
 
 
 class Writer:
-    """Runs statements inside one write transaction (see ``write``)."""
+    """Runs statements inside one write transaction (see ``_direct_write``)."""
 
     def __init__(self, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
