@@ -33,6 +33,7 @@ from overlord import runner
 from overlord.config import ActionKind, Config
 from overlord.plan import DispatchPlan, PlanState, StepState
 from overlord.planner import PlanBuilder
+from overlord.tasks.private_redis import reap_orphans
 from tests.dispatch_helpers import (
     DB_CRASH,
     branch,
@@ -324,6 +325,9 @@ def start_killable_dispatch(ws: Workspace, scratch: Path, text: str) -> tuple[st
 def test_embedded_killed_dispatch_then_resume(tmp_path: Path, scratch: Path) -> None:
     ws = slow_tests_workspace(tmp_path)
     plan_id, config = start_killable_dispatch(ws, scratch, "update core to 0.2.0 in api and web")
+    # its private broker outlived it (own session); the next embedded runtime stops it
+    (orphan,) = reap_orphans(scratch)
+    assert orphan.parent == scratch and not orphan.exists()
 
     res = cli(ws.config_path, "resume", plan_id)
     assert res.code == 0, res.text
