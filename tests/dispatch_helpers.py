@@ -133,6 +133,34 @@ def run_plan(
     return runner.store_for(config).load(plan.id)
 
 
+def run_detached(
+    config: Config, text: str, *, timeout: float, queue: str | None = None
+) -> DispatchPlan:
+    """``text`` planned, approved, enqueued (detached) and waited for: the caller's
+    workers run it. Every step goes to ``queue`` when one is given."""
+    plan = plan_of(config, text)
+    for step in plan.steps:
+        step.queue = queue or step.queue
+    plan = runner.submit(config, plan, runner.decide(config, plan, yes=True))
+    plan = runner.run(config, plan.id, detach=True)
+    return runner.wait(config, plan.id, timeout=timeout)
+
+
+def add_merge_and_tag(b: planner.PlanBuilder) -> tuple[str, str]:
+    """Merge develop into main in core, then tag v0.2.0 on main; the two steps' ids."""
+    s1 = b.add(
+        ActionKind.MERGE,
+        "core",
+        "merge",
+        source="develop",
+        target="main",
+        branches=["develop", "main"],
+    )
+    return s1, b.add(
+        ActionKind.TAG, "core", "tag", after=[s1], name="v0.2.0", ref="main", branches=["main"]
+    )
+
+
 def run_text(config: Config, text: str, **kw: Any) -> DispatchPlan:
     return run_plan(config, plan_of(config, text), **kw)
 

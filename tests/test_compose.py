@@ -21,6 +21,7 @@ import yaml
 from overlord import config as config_module
 from overlord.tasks.app import queues
 from tests.conftest import IN_CI
+from tests.dispatch_helpers import run_detached
 from tests.kit import Workspace, peak_overlap
 from tests.test_worker_cli import configure, redis_db, set_test_command
 
@@ -282,10 +283,6 @@ def test_compose_workers_run_plans_within_the_endpoint_limit(
     """`up --scale worker-cloud-fast=3` from a locally built image, against the host's
     Redis: a plan's git steps run in worker-direct; four steps on the cloud-fast queue
     (concurrent: 2) run on the three cloud-fast containers, never more than 2 at once."""
-    from overlord import planner, runner
-    from overlord.parser import parse
-    from overlord.registry import Registry
-
     host = docker_host()
     tag = f"localhost/overlord:test-{uuid.uuid4().hex[:8]}"
     build_image(host, tag, tmp_path)
@@ -335,13 +332,12 @@ def test_compose_workers_run_plans_within_the_endpoint_limit(
         assert logs.count("overlord worker: queues cloud-fast · concurrency 2") == 3, logs
         assert "overlord worker: queues direct · concurrency 5" in logs
 
-        config = config_module.load(path)
-        plan = planner.plan_for(parse("run tests across all projects", Registry(config)), config)
-        for step in plan.steps:
-            step.queue = "cloud-fast"
-        plan = runner.submit(config, plan, runner.decide(config, plan, yes=True))
-        plan = runner.run(config, plan.id, detach=True)
-        plan = runner.wait(config, plan.id, timeout=180)
+        plan = run_detached(
+            config_module.load(path),
+            "run tests across all projects",
+            queue="cloud-fast",
+            timeout=180,
+        )
         assert plan.state.value == "succeeded", [(s.id, s.state, s.error) for s in plan.steps]
         assert all(str(s.worker).startswith("cloud-fast@") for s in plan.steps)
         logs = run("logs", "--no-color", "worker-cloud-fast").stdout
@@ -355,10 +351,7 @@ def test_compose_workers_run_plans_within_the_endpoint_limit(
         assert peak_overlap(spans) == 2, "the endpoint's concurrent limit held across containers"
 
         set_test_command(workspace, "git status --porcelain")
-        config = config_module.load(path)
-        plan = planner.plan_for(parse("run tests in core and api", Registry(config)), config)
-        plan = runner.submit(config, plan, runner.decide(config, plan, yes=True))
-        plan = runner.wait(config, runner.run(config, plan.id, detach=True).id, timeout=120)
+        plan = run_detached(config_module.load(path), "run tests in core and api", timeout=120)
         assert plan.state.value == "succeeded", [(s.id, s.state, s.error) for s in plan.steps]
         assert all(str(s.worker).startswith("direct@") for s in plan.steps)
     finally:

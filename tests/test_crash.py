@@ -36,6 +36,7 @@ from overlord.planner import PlanBuilder
 from overlord.tasks.private_redis import reap_orphans
 from tests.dispatch_helpers import (
     DB_CRASH,
+    add_merge_and_tag,
     branch,
     cli,
     commits_with_subject,
@@ -86,15 +87,7 @@ def slow_hook(repo: Path, marker: Path, seconds: float) -> None:
 
 def merge_and_tag(config: Config) -> DispatchPlan:
     b = PlanBuilder(config, "merge develop to main in core, then tag it")
-    s1 = b.add(
-        ActionKind.MERGE,
-        "core",
-        "merge",
-        source="develop",
-        target="main",
-        branches=["develop", "main"],
-    )
-    b.add(ActionKind.TAG, "core", "tag", after=[s1], name="v0.2.0", ref="main", branches=["main"])
+    add_merge_and_tag(b)
     return b.build()
 
 

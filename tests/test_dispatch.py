@@ -17,6 +17,7 @@ from overlord.plan import PlanState, StepState
 from overlord.planner import PlanBuilder
 from tests.dispatch_helpers import (
     Env,
+    add_merge_and_tag,
     branch,
     branches,
     cli,
@@ -138,15 +139,7 @@ def test_merge_tag_then_failing_tests_roll_back(env: Env) -> None:
     add_failing_test(env.ws.repos["web"])
     config = env.config
     b = PlanBuilder(config, "merge, tag, then tests")
-    s1 = b.add(
-        ActionKind.MERGE,
-        "core",
-        "merge",
-        source="develop",
-        target="main",
-        branches=["develop", "main"],
-    )
-    s2 = b.add(ActionKind.TAG, "core", "tag", name="v0.2.0", ref="main", branches=["main"])
+    s1, s2 = add_merge_and_tag(b)
     b.add(ActionKind.RUN_TESTS, "web", "tests", after=[s2])
     plan = b.build()
     before = workspace_snapshot(env.ws)

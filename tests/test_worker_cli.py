@@ -19,6 +19,7 @@ from overlord import config as config_module
 from overlord.cli.app import main
 from overlord.cli.services import concurrency_for, resolve_queues, worker_argv
 from overlord.errors import ConfigError
+from tests.dispatch_helpers import run_detached
 from tests.kit import Workspace, peak_overlap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,9 +212,6 @@ def test_scaled_workers_never_exceed_the_endpoint_limit(
 ) -> None:
     """Two workers with concurrency 2 each on `cloud-fast` (concurrent: 2): at most 2 steps
     of that queue run at once, because each holds a slot of the global semaphore."""
-    from overlord import planner, runner
-    from overlord.parser import parse
-    from overlord.registry import Registry
 
     broker = redis_db(DB)
     models = (
@@ -228,13 +226,12 @@ def test_scaled_workers_never_exceed_the_endpoint_limit(
     ]
     procs.append(start_worker(path, ["direct"], tmp_path / "direct.log"))
     try:
-        config = config_module.load(path)
-        plan = planner.plan_for(parse("run tests across all projects", Registry(config)), config)
-        for step in plan.steps:
-            step.queue = "cloud-fast"
-        plan = runner.submit(config, plan, runner.decide(config, plan, yes=True))
-        plan = runner.run(config, plan.id, detach=True)
-        plan = runner.wait(config, plan.id, timeout=120)
+        plan = run_detached(
+            config_module.load(path),
+            "run tests across all projects",
+            queue="cloud-fast",
+            timeout=120,
+        )
     finally:
         for proc in procs:
             stop(proc)
