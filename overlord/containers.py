@@ -184,7 +184,7 @@ def _run_group(cmd: list[str], env: dict[str, str], timeout: float) -> Run:
 @contextlib.contextmanager
 def _worktree(repo: Git, branch: str) -> Iterator[Path]:
     common = Path(repo.run("rev-parse", "--path-format=absolute", "--git-common-dir"))
-    parent = common / "overlord-worktrees"
+    parent = common / defaults.OWN_WORKTREES
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", branch).strip("-.")
     path = parent / f"{slug}-{uuid.uuid4().hex[:8]}"
     parent.mkdir(exist_ok=True)

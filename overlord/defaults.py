@@ -29,5 +29,7 @@ OUTPUT_TAIL = 4000
 #: Minion images (built from workers/Dockerfile.local and workers/Dockerfile.cloud).
 MINION_IMAGE_LOCAL = "overlord-minion-local:latest"
 MINION_IMAGE_CLOUD = "overlord-minion-cloud:latest"
+#: Where the process backend puts its minions' worktrees, inside the git common dir.
+OWN_WORKTREES = "overlord-worktrees"
 #: Lease of a global concurrency slot; a slot of a killed worker returns after it.
 SLOT_LEASE_SECONDS = 60

@@ -7,7 +7,8 @@
   HTTP 5xx, timed out), marks it unhealthy and retries once on the fallback route; the
   endpoint actually used and why are recorded on the step;
 - ``done``: the branch exists and has a commit beyond its base;
-- ``undo`` deletes the branch (and any worktree left on it).
+- ``undo`` deletes the branch only while it still holds the tip the step recorded and no
+  worktree holding it has anything of a person's; otherwise it keeps it and says why.
 
 The API key's value is read from the environment here and handed to the runner only as
 ``secrets``; the job carries the variable's name.
@@ -24,11 +25,13 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from overlord import defaults
 from overlord.actions import Action, Context, Undo
 from overlord.config import Config, ModelEndpoint
-from overlord.errors import EndpointUnavailable, MissingBranch, StepFailed
+from overlord.errors import EndpointUnavailable, GitError, MissingBranch, StepFailed
 from overlord.git import Git
 from overlord.minions import branch_name
 from overlord.routing import Choice, route
@@ -91,16 +94,56 @@ def worktrees_on(git: Git, branch: str) -> list[str]:
     return paths
 
 
+def _minion_made(git: Git, undo: Undo, tip: str) -> bool:
+    """With no recorded tip (the worker died before recording it): the branch still at its
+    base, or one minion commit on top of the base, is the step's own work."""
+    if tip == undo.get("base_sha"):
+        return True
+    parent = git.rev(f"{tip}^")
+    return (
+        parent is not None
+        and parent == undo.get("base_sha")
+        and (git.last_commit(tip)["subject"].startswith("overlord: "))
+    )
+
+
 def _undo(ctx: Context, undo: Undo) -> str:
+    """Delete the step's branch only while it is exactly where the minion left it and no
+    worktree holding it has anything of a person's; otherwise keep it and say why (the
+    rollback records the reason). Never ``--force``: git itself refuses a dirty worktree,
+    and the ref is deleted only if it still holds the recorded tip."""
     git = ctx.git
     branch = undo["branch"]
-    for path in worktrees_on(git, branch):
-        git.run("worktree", "remove", "--force", path, check=False)
+    ref = f"refs/heads/{branch}"
     git.run("worktree", "prune", check=False)
-    if not git.branch_exists(branch):
+    tip = git.rev(ref)
+    if tip is None:
         return f"branch {branch} already gone"
-    git.delete_branch(branch)
-    return f"deleted branch {branch}"
+    keep = f"keeping branch {branch}"
+    by_hand = f"delete it by hand if it is not wanted: git -C {git.path} branch -D {branch}"
+    if tip != undo.get("after") and not (
+        undo.get("after") is None and _minion_made(git, undo, tip)
+    ):
+        raise GitError(
+            f"{git.path}: {branch} moved since the minion left it (now at {tip[:10]}); {keep}",
+            by_hand,
+        )
+    common = git.run("rev-parse", "--path-format=absolute", "--git-common-dir")
+    ours = (Path(common) / defaults.OWN_WORKTREES).resolve()
+    for path in worktrees_on(git, branch):
+        if Path(path).resolve().parent != ours:
+            raise GitError(
+                f"{git.path}: {branch} is checked out in {path}; {keep}",
+                "switch that checkout to another branch, then run `overlord cancel` again",
+            )
+        if Git(path).run("status", "--porcelain", check=False):
+            raise GitError(
+                f"{git.path}: worktree {path} on {branch} has uncommitted changes; {keep}",
+                f"look at them, then remove it: git -C {git.path} worktree remove {path}",
+            )
+        git.run("worktree", "remove", path)  # a left-over minion worktree, clean
+    git.run("update-ref", "-d", ref, tip)  # only if it still holds tip
+    return f"deleted branch {branch} (was {tip[:10]})"
 
 
 # --- routing at run time ---------------------------------------------------------------
@@ -258,6 +301,7 @@ def _run(ctx: Context, undo: Undo) -> str:
         _record(ctx, choice)
         result = _call(ctx, undo, choice, url, deadline)
         if result.ok:
+            undo["after"] = ctx.git.rev(f"refs/heads/{undo['branch']}")  # recorded at finish
             return _summary(result, choice)
         reason = result.reason or "the minion failed without a reason"
         failure = f"minion on {choice.endpoint} failed: {reason}"
