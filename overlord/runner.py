@@ -265,7 +265,9 @@ def rollback(
             if not steps.fail(config, plan_id, cancelled=cancelled):
                 return store.load(plan_id)
         store.update_doc(plan_id, owner=_owner(runtime.embedded))
-        runtime.app.signature("overlord.rollback", args=(plan_id,), queue="direct").apply_async()
+        from overlord.tasks.definitions import rollback_signature
+
+        rollback_signature(runtime.app, plan_id).apply_async()
         return wait(config, plan_id, follow=follow)
 
 

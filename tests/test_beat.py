@@ -84,7 +84,7 @@ def test_example_config_ships_a_nightly_schedule() -> None:
     for name, entry in beat.items():
         assert entry["task"] == "overlord.scheduled"
         assert entry["args"] == (name,)  # the name only: the text is re-read by the task
-        assert entry["options"] == {"queue": "direct"}
+        assert entry["options"] == {"queue": "direct", "shadow": f"scheduled {name}"}
     tasks = {n: e.task for n, e in config.schedule.items()}
     assert tasks["nightly-tests"] == "run tests across all projects"
     assert "clean stale branches" in tasks["nightly-stale-branches"]

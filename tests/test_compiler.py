@@ -266,7 +266,7 @@ def test_push_and_rollback_canvases(app: Celery) -> None:
     push = compile_push(app, plan)
     assert shape(push) == ("chord", ["s2", "s3"], "finish")
     assert all(s.immutable for s in signatures(push))
-    back = compile_rollback(app, PLAN, ["s3", "s1"])
+    back = compile_rollback(app, plan, ["s3", "s1"])
     assert [(s.task, tuple(s.args)) for s in signatures(back)] == [
         ("overlord.undo", (PLAN, "s3")),
         ("overlord.undo", (PLAN, "s1")),
@@ -306,3 +306,63 @@ def test_chord_error_callback_flag_is_set_on_the_app(app: Celery) -> None:
     assert isinstance(canvas, _chain)
     fan = canvas.tasks[-1]
     assert isinstance(fan, chord)
+
+
+# --- display names (Celery's shadow): what Flower, worker logs and events show -------------
+
+
+def test_every_message_names_what_runs_where(app: Celery) -> None:
+    plan = DispatchPlan(
+        id="c25b87c98c",
+        task="release core 0.2.0",
+        steps=[
+            DispatchStep(id="s1", kind=ActionKind.MERGE, project="core"),
+            DispatchStep(id="s2", kind=ActionKind.RUN_TESTS, project="api", depends_on=["s1"]),
+            DispatchStep(id="s3", kind=ActionKind.MERGE, project="api", depends_on=["s1"]),
+            DispatchStep(id="s4", kind=ActionKind.RUN_TESTS, project="web", depends_on=["s1"]),
+            DispatchStep(id="s5", kind=ActionKind.PUSH, project="core", depends_on=["s2"]),
+        ],
+    )
+    plan.validate_dag()
+    main = signatures(compile_plan(app, plan, 5))
+    assert {(s.task, s.options["shadow"]) for s in main} == {
+        ("overlord.merge", "merge core · c25b87c98c/s1"),
+        ("overlord.run-tests", "run-tests api · c25b87c98c/s2"),
+        ("overlord.merge", "merge api · c25b87c98c/s3"),
+        ("overlord.run-tests", "run-tests web · c25b87c98c/s4"),
+        ("overlord.finish", "finish · c25b87c98c"),
+    }
+    # the error callback of every step is named too
+    errbacks = {e["options"]["shadow"] for s in main for e in s.options.get("link_error", [])}
+    assert errbacks == {"plan-failed · c25b87c98c"}
+    push = signatures(compile_push(app, plan))
+    assert [(s.task, s.options["shadow"]) for s in push] == [
+        ("overlord.push", "push core · c25b87c98c/s5"),
+        ("overlord.finish", "finish · c25b87c98c"),
+    ]
+    back = signatures(compile_rollback(app, plan, ["s3", "s1"]))
+    assert [(s.task, s.options["shadow"]) for s in back] == [
+        ("overlord.undo", "undo merge api · c25b87c98c/s3"),
+        ("overlord.undo", "undo merge core · c25b87c98c/s1"),
+        ("overlord.rollback_done", "rollback-done · c25b87c98c"),
+    ]
+    # registered names and arguments are unchanged: routing and the lifecycle use them
+    assert all(s.task.startswith("overlord.") for s in main + push + back)
+    assert {tuple(s.args) for s in main if s.task == "overlord.merge"} == {
+        ("c25b87c98c", "s1"),
+        ("c25b87c98c", "s3"),
+    }
+
+
+def test_display_names_show_untrusted_project_names_on_one_clean_line(app: Celery) -> None:
+    from overlord.tasks.names import clean
+
+    hostile = "api\x1b[31m\r\nFAKE LOG LINE\u202e\x00" + "x" * 80
+    plan = plan_of(step("s1", hostile, kind=ActionKind.RUN_TESTS))
+    (sig, _finish) = signatures(compile_plan(app, plan, 5))
+    shown = sig.options["shadow"]
+    assert shown.startswith("run-tests api[31m FAKE LOG LINE")
+    assert shown.endswith(f"… · {PLAN}/s1")
+    assert shown.isprintable() and "\x1b" not in shown and "\u202e" not in shown
+    assert len(shown) < 80
+    assert clean("  a\tb\n c  ") == "a b c"

@@ -344,7 +344,7 @@ def test_compose_workers_run_plans_within_the_endpoint_limit(
         took = {
             line.split("|")[0].strip()
             for line in logs.splitlines()
-            if "overlord.run-tests" in line and "received" in line
+            if "Task run-tests " in line and "received" in line  # the display name
         }
         assert len(took) >= 2, logs  # spread over the scaled containers
         spans = [(s.started_at, s.ended_at) for s in plan.steps]

@@ -1,5 +1,6 @@
-"""`overlord flower`: Flower on the configured broker shows a plan's tasks by plan and step
-id (and never a secret), found through Flower's HTTP API."""
+"""`overlord flower`: Flower on the configured broker shows a plan's tasks by what they do,
+on which project, for which plan and step (and never a secret), found through Flower's
+HTTP API; the worker's log lines name them the same way."""
 
 from __future__ import annotations
 
@@ -63,21 +64,29 @@ def test_flower_api_lists_the_plan_tasks_without_secrets(
         code = main(["--config", str(path), "dispatch", "run tests in core and tools", "--json"])
         plan = json.loads(capsys.readouterr().out)
         assert code == 0 and plan["state"] == "succeeded", plan
-        expected = {(plan["id"], s["id"]) for s in plan["steps"]}
-        found: set[tuple[str, str]] = set()
+        pid = plan["id"]
+        # the display name (Celery's shadow) says what runs on which project
+        expected = {
+            f"run-tests {s['project']} · {pid}/{s['id']}": (pid, s["id"]) for s in plan["steps"]
+        }
+        expected[f"finish · {pid}"] = (pid,)
+        assert {s["project"] for s in plan["steps"]} == {"core", "tools"}
+        found: dict[str, tuple[str, ...]] = {}
         body = ""
         while time.monotonic() < deadline + 30 and found != expected:
             response = requests.get(f"{base}/api/tasks", timeout=5)
             assert response.status_code == 200
             body = response.text
             for task in response.json().values():
-                if task.get("name") == "overlord.run-tests" and plan["id"] in str(task["args"]):
-                    args = ast.literal_eval(task["args"])  # Flower shows repr(args)
-                    found.add((args[0], args[1]))
+                if pid in str(task["args"]):
+                    found[task.get("name")] = tuple(ast.literal_eval(task["args"]))
             time.sleep(0.3)
         assert found == expected, body[:2000]
         assert SECRET not in body
-        assert "finish" in body  # the plan's settling task is visible too
+        # the worker's log lines carry the same names
+        log = (tmp_path / "worker.log").read_text()
+        for name in expected:
+            assert f"Task {name}[" in log, log[-3000:]
     finally:
         stop(flower, timeout=15)
         stop(worker)

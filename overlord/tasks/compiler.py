@@ -21,6 +21,7 @@ from celery.canvas import Signature
 from overlord.config import ActionKind
 from overlord.plan import DispatchPlan, DispatchStep, StepState
 from overlord.tasks.definitions import step_task_name
+from overlord.tasks.names import plan_task_name, step_name, undo_name
 
 FINISH = "overlord.finish"
 FAILED = "overlord.plan_failed"
@@ -102,15 +103,31 @@ def _pack(lines: list[list[str]], plan: DispatchPlan, limit: int) -> list[list[s
 
 
 def step_signature(app: Celery, plan_id: str, step: DispatchStep) -> Signature:
-    sig = app.signature(
-        step_task_name(step.kind), args=(plan_id, step.id), queue=step.queue, immutable=True
-    )
-    sig.set(link_error=[app.signature(FAILED, args=(plan_id,), queue="direct", immutable=True)])
+    sig = _step(app, plan_id, step)
+    failed = app.signature(FAILED, args=(plan_id,), queue="direct", immutable=True)
+    sig.set(link_error=[failed.set(shadow=plan_task_name("plan-failed", plan_id))])
     return sig
 
 
+def _step(app: Celery, plan_id: str, step: DispatchStep) -> Signature:
+    """The step's task: registered as ``overlord.<kind>``, shown as ``kind project · plan/step``."""
+    return app.signature(
+        step_task_name(step.kind),
+        args=(plan_id, step.id),
+        queue=step.queue,
+        immutable=True,
+        shadow=step_name(plan_id, step),
+    )
+
+
 def _finish(app: Celery, plan_id: str) -> Signature:
-    return app.signature(FINISH, args=(plan_id,), queue="direct", immutable=True)
+    return app.signature(
+        FINISH,
+        args=(plan_id,),
+        queue="direct",
+        immutable=True,
+        shadow=plan_task_name("finish", plan_id),
+    )
 
 
 def _line(app: Celery, plan: DispatchPlan, ids: list[str]) -> Signature:
@@ -145,7 +162,7 @@ def compile_push(app: Celery, plan: DispatchPlan) -> Signature:
     Push steps record their own failure and return, so the body always settles the plan.
     """
     pushes = [
-        app.signature(step_task_name(s.kind), args=(plan.id, s.id), queue=s.queue, immutable=True)
+        _step(app, plan.id, s)
         for s in plan.steps
         if s.kind is ActionKind.PUSH
         and s.state in (StepState.PENDING, StepState.RUNNING, StepState.FAILED)
@@ -155,11 +172,24 @@ def compile_push(app: Celery, plan: DispatchPlan) -> Signature:
     return chord(group(*pushes, app=app), _finish(app, plan.id), app=app)
 
 
-def compile_rollback(app: Celery, plan_id: str, step_ids: list[str]) -> Signature:
+def compile_rollback(app: Celery, plan: DispatchPlan, step_ids: list[str]) -> Signature:
     """Undo ``step_ids`` one after another, then settle the plan."""
+    known = {s.id: s for s in plan.steps}
     sigs = [
-        app.signature("overlord.undo", args=(plan_id, s), queue="direct", immutable=True)
+        app.signature(
+            "overlord.undo",
+            args=(plan.id, s),
+            queue="direct",
+            immutable=True,
+            shadow=undo_name(plan.id, known.get(s), s),
+        )
         for s in step_ids
     ]
-    done = app.signature("overlord.rollback_done", args=(plan_id,), queue="direct", immutable=True)
+    done = app.signature(
+        "overlord.rollback_done",
+        args=(plan.id,),
+        queue="direct",
+        immutable=True,
+        shadow=plan_task_name("rollback-done", plan.id),
+    )
     return chain(*sigs, done, app=app)

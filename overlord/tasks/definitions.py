@@ -2,7 +2,8 @@
 
 Task names are ``overlord.<kind>`` (``overlord.merge``, ``overlord.run-tests`` ...) and
 their only arguments are the plan id and the step id, so Flower shows what runs and
-never a secret.
+never a secret; each message also carries a display name (``shadow``, from
+``overlord.tasks.names``) that says which project a task runs on.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, Task
+from celery.canvas import Signature
 
 from overlord import steps
 from overlord.config import ActionKind, Config
@@ -31,6 +33,18 @@ def _config(task: Task) -> Config:
 
 def step_task_name(kind: ActionKind) -> str:
     return f"overlord.{kind.value}"
+
+
+def rollback_signature(app: Celery, plan_id: str) -> Signature:
+    """``overlord.rollback`` of a plan, shown as ``rollback · PLAN``."""
+    from overlord.tasks.names import plan_task_name
+
+    return app.signature(
+        "overlord.rollback",
+        args=(plan_id,),
+        queue="direct",
+        shadow=plan_task_name("rollback", plan_id),
+    )
 
 
 def register(app: Celery) -> None:
@@ -59,7 +73,7 @@ def register(app: Celery) -> None:
     def plan_failed(self: Task, plan_id: str, cancelled: bool = False) -> bool:
         """Error callback of every step: fail the plan once, then start the rollback."""
         if steps.fail(_config(self), plan_id, cancelled=cancelled):
-            self.app.signature("overlord.rollback", args=(plan_id,), queue="direct").apply_async()
+            rollback_signature(self.app, plan_id).apply_async()
             return True
         return False
 
@@ -73,8 +87,9 @@ def register(app: Celery) -> None:
         if steps.running_steps(config, plan_id):
             raise self.retry(countdown=ROLLBACK_POLL)
         assert config.state_url
-        order = steps.undo_order(Store(config.state_url).load(plan_id))
-        compile_rollback(self.app, plan_id, order).apply_async()
+        plan = Store(config.state_url).load(plan_id)
+        order = steps.undo_order(plan)
+        compile_rollback(self.app, plan, order).apply_async()
         return order
 
     @app.task(name="overlord.undo", bind=True, shared=False)
