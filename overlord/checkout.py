@@ -54,10 +54,14 @@ def on_branch(git: Git, branch: str) -> Iterator[None]:
 
 
 def run_command(argv: list[str], cwd: Any, timeout: float) -> tuple[int, str]:
+    """Run a project's command (its tests); the environment holds no secret (SPEC §4.6)."""
+    from overlord.secrets import scrubbed_env
+
     try:
         proc = subprocess.run(
             argv,
             cwd=cwd,
+            env=scrubbed_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

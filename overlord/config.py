@@ -217,6 +217,9 @@ def parse(text: str, path: Path) -> Config:
     config._source = path
     _resolve(config, path)
     _check(config, path)
+    from overlord import secrets
+
+    secrets.register(config)  # its secret names and URL passwords are redacted everywhere
     return config
 
 

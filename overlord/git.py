@@ -61,7 +61,10 @@ class Git:
     # --- running ---------------------------------------------------------------
 
     def _env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
-        env = dict(os.environ)
+        from overlord.secrets import PROXY_ENV, scrubbed_env
+
+        # git runs the repository's hooks: they get no secret (a proxy git needs is kept)
+        env = scrubbed_env(keep=PROXY_ENV)
         env.update(LC_ALL="C", LANG="C", GIT_TERMINAL_PROMPT="0")
         # The project path itself must be the repository: never pick up an enclosing one.
         ceiling = str(self.path.resolve().parent)

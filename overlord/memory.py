@@ -60,9 +60,10 @@ def remember(
 ) -> Memory:
     """Store one memory entry and return it."""
     from overlord import db, schema
+    from overlord.secrets import redact
 
     kind = parse_category(category)
-    text = content.strip()
+    text = redact(content.strip())
     if not text:
         raise OverlordError("a memory needs some text", "say what happened or what was decided")
     created_at = schema.utcnow()

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from overlord import db, schema
 from overlord.config import Config
 from overlord.errors import OverlordError
+from overlord.secrets import redact
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SINCE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -81,7 +82,7 @@ def records(config: Config, since: timedelta | None = None) -> list[StepRecord]:
                 endpoint=endpoint,
                 model=model,
                 state=row["state"],
-                error=row["error"],
+                error=redact(row["error"]) if row["error"] else None,
                 duration=(end - start).total_seconds() if start and end else None,
                 ended_at=end,
             )

@@ -19,6 +19,7 @@ from overlord.config import ActionKind, Config
 from overlord.errors import OverlordError, RepoNotFound, StepFailed
 from overlord.git import Git
 from overlord.plan import DispatchPlan, PlanState, StepState, now
+from overlord.secrets import redact
 from overlord.store import Store
 
 #: Step kinds whose failure is recorded without failing the plan's canvas: the push
@@ -94,10 +95,15 @@ def execute(config: Config, plan_id: str, step_id: str, worker: str) -> dict[str
             )
             if prior.kind in SOFT_FAIL:
                 return {"step": step_id, "state": "failed", "error": exc.message}
-            raise StepFailed(f"step {step_id} ({prior.kind.value}) failed: {exc.message}") from None
+            # the worker logs this message: it quotes output, so never a secret
+            raise StepFailed(
+                redact(f"step {step_id} ({prior.kind.value}) failed: {exc.message}")
+            ) from None
         except Exception as exc:  # an unexpected bug must still fail the step, not hang the plan
             store.finish(plan_id, step_id, StepState.FAILED, error=f"{type(exc).__name__}: {exc}")
-            raise StepFailed(f"step {step_id} ({prior.kind.value}) crashed: {exc}") from None
+            raise StepFailed(
+                redact(f"step {step_id} ({prior.kind.value}) crashed: {exc}")
+            ) from None
         # the undo record now also says where the step left each ref (``after``)
         store.finish(plan_id, step_id, StepState.SUCCEEDED, output=output, undo=undo)
     return {"step": step_id, "state": "succeeded"}

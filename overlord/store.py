@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, func, select, update
 from overlord import db, defaults, hotpath, schema
 from overlord.errors import PlanNotFound
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
+from overlord.secrets import redact
 
 _PLAN_DOC = (
     "scope",
@@ -258,7 +259,7 @@ class Store:
                 return False
             values: dict[str, Any] = {"state": to.value, "updated_at": schema.utcnow()}
             if doc:
-                values["doc"] = {**row.doc, **_jsonable(doc)}
+                values["doc"] = {**row.doc, **_doc(doc)}
             conn.execute(update(schema.plans).where(schema.plans.c.id == plan_id).values(**values))
             _event(conn, plan_id, None, "plan", f"-> {to.value}")
         with _TRANSITIONS:
@@ -280,7 +281,7 @@ class Store:
             conn.execute(
                 update(schema.plans)
                 .where(schema.plans.c.id == plan_id)
-                .values(doc={**(current or {}), **_jsonable(doc)}, updated_at=schema.utcnow())
+                .values(doc={**(current or {}), **_doc(doc)}, updated_at=schema.utcnow())
             )
 
     # --- steps --------------------------------------------------------------
@@ -342,13 +343,13 @@ class Store:
         values: dict[str, Any] = {
             "state": state.value,
             "ended_at": schema.utcnow(),
-            "output": output[-defaults.OUTPUT_TAIL :],
-            "error": error,
+            "output": redact(output)[-defaults.OUTPUT_TAIL :],
+            "error": redact(error) if error else error,
         }
         if undo:
             values["undo"] = _jsonable(undo)
         ids = {"pid": plan_id, "sid": step_id}
-        detail = f"-> {state.value}" + (f": {error}" if error else "")
+        detail = f"-> {state.value}" + (f": {values['error']}" if error else "")
         event = {**ids, "at": values["ended_at"], "kind": "step", "message": detail}
         with hotpath.step_write(self.url) as txn:
             statement = _FINISH_SUCCEEDED if state is StepState.SUCCEEDED else _UPDATE_STEP
@@ -408,8 +409,24 @@ def _event(conn: Any, plan_id: str, step_id: str | None, kind: str, message: str
     """Record an event in the caller's transaction (one commit for a change and its event)."""
     conn.execute(
         _EVENT,
-        {"pid": plan_id, "sid": step_id, "at": schema.utcnow(), "kind": kind, "message": message},
+        {
+            "pid": plan_id,
+            "sid": step_id,
+            "at": schema.utcnow(),
+            "kind": kind,
+            "message": redact(message),
+        },
     )
+
+
+def _doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """A plan document update as stored: JSON values, its texts redacted of secrets."""
+    out = _jsonable(doc)
+    if isinstance(out.get("error"), str):
+        out["error"] = redact(out["error"])
+    if isinstance(out.get("notes"), list):
+        out["notes"] = [redact(n) if isinstance(n, str) else n for n in out["notes"]]
+    return dict(out)
 
 
 def _jsonable(value: Any) -> Any:

@@ -72,10 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     except OverlordError as exc:
         from rich.text import Text
 
-        # messages quote user input and tool output: never read them as markup
-        err_console.print(Text.assemble(("error:", "bold red"), " ", exc.message), soft_wrap=True)
+        from overlord.secrets import redact
+
+        # messages quote user input and tool output: never read them as markup; they
+        # may quote a URL or a command's output: never print a secret (SPEC §4.6)
+        message = Text.assemble(("error:", "bold red"), " ", redact(exc.message))
+        err_console.print(message, soft_wrap=True)
         if exc.hint:
-            err_console.print(Text.assemble(("hint:", "dim"), " ", exc.hint), soft_wrap=True)
+            err_console.print(
+                Text.assemble(("hint:", "dim"), " ", redact(exc.hint)), soft_wrap=True
+            )
         return exc.exit_code
     except typer.Abort:
         err_console.print("aborted")

@@ -22,6 +22,8 @@ def rows(config: Config, *, check_now: bool = False) -> list[dict[str, Any]]:
     load = in_flight_now(config)
     now = utcnow()
     out = []
+    from overlord.secrets import mask_url
+
     for name, endpoint in config.models.items():
         record = records.get(name)
         out.append(
@@ -30,7 +32,7 @@ def rows(config: Config, *, check_now: bool = False) -> list[dict[str, Any]]:
                 "tier": endpoint.tier.value,
                 "queue": endpoint.queue_name,
                 "model": endpoint.model,
-                "endpoint": endpoint.endpoint,
+                "endpoint": mask_url(endpoint.endpoint),
                 "health": "unknown" if record is None else ("up" if record.healthy else "down"),
                 "status": None if record is None else record.status,
                 "last_check": None if record is None else record.checked_at.isoformat(),

@@ -80,9 +80,9 @@ def concurrency_for(config: Config, chosen: list[str]) -> int:
 
 
 def masked(url: str) -> str:
-    from overlord.db import mask
+    from overlord.secrets import mask_url
 
-    return mask(url)
+    return mask_url(url)
 
 
 class SlotGuard:

@@ -45,11 +45,13 @@ def check_broker(url: str) -> None:
     """Fail fast, in one line, when the Redis broker does not answer."""
     import redis
 
+    from overlord.secrets import mask_url, redact
+
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
     except (redis.RedisError, OSError, ValueError) as exc:
         raise BrokerUnavailable(
-            f"cannot reach the broker at {url}: {exc}",
+            f"cannot reach the broker at {mask_url(url)}: {redact(str(exc))}",
             "start Redis, fix broker_url, or remove broker_url to run embedded",
         ) from None
 
