@@ -30,6 +30,7 @@ from overlord.config import ActionKind, Config, ProjectConfig
 from overlord.errors import DirtyTree, GitError, MissingBranch, StepFailed
 from overlord.git import Git
 from overlord.plan import DispatchStep
+from overlord.refs import tag_ref
 
 Undo = dict[str, Any]
 
@@ -67,7 +68,7 @@ class Action:
 
 def _branch_step_done(ctx: Context, undo: Undo) -> bool:
     git = ctx.git
-    tip = git.rev(f"refs/heads/{undo['branch']}")
+    tip = git.branch_sha(undo["branch"])
     return (
         tip is not None
         and tip != undo["before"]
@@ -81,7 +82,7 @@ def _rewind(ctx: Context, undo: Undo, done: Callable[[Context, Undo], bool]) -> 
     never thrown away by a rollback; the undo fails and says what to do instead."""
     git = ctx.git
     branch, before = undo["branch"], undo["before"]
-    tip = git.rev(f"refs/heads/{branch}")
+    tip = git.branch_sha(branch)
     if tip == before:
         return f"{branch} already at {before[:10]}"
     after = undo.get("after") or (tip if tip and done(ctx, undo) else None)
@@ -164,7 +165,7 @@ def _merge_run(ctx: Context, undo: Undo) -> str:
 
 def _merge_done(ctx: Context, undo: Undo) -> bool:
     git = ctx.git
-    tip = git.rev(f"refs/heads/{undo['branch']}")
+    tip = git.branch_sha(undo["branch"])
     if tip is None or tip == undo["before"]:
         return False
     parents = git.run("rev-list", "--parents", "-n", "1", tip).split()[1:]
@@ -176,7 +177,7 @@ def _merge_done(ctx: Context, undo: Undo) -> bool:
 
 def _tag_prepare(ctx: Context) -> Undo:
     git = ctx.git
-    name, ref = ctx.params["name"], ctx.params.get("ref") or "HEAD"
+    name, branch = ctx.params["name"], ctx.params.get("ref")
     if git.tag_exists(name):
         raise StepFailed(f"{git.path}: tag {name} already exists", "pick another version")
     remote = git.remote_named(ctx.project.remote)
@@ -184,9 +185,10 @@ def _tag_prepare(ctx: Context) -> Undo:
         raise StepFailed(
             f"{git.path}: tag {name} already exists on remote {remote}", "pick another version"
         )
-    commit = git.rev(ref)
+    # the branch ``ref`` names (never a tag or commit that shares its name), else HEAD
+    commit = git.branch_sha(branch) if branch else git.rev("HEAD")
     if commit is None:
-        raise MissingBranch(f"{git.path}: no ref {ref!r} to tag")
+        raise MissingBranch(f"{git.path}: no branch {branch!r} to tag")
     return {"tag": name, "commit": commit}
 
 
@@ -197,7 +199,7 @@ def _tag_run(ctx: Context, undo: Undo) -> str:
 
 
 def _tag_done(ctx: Context, undo: Undo) -> bool:
-    return ctx.git.rev(f"refs/tags/{undo['tag']}") == undo["commit"]
+    return ctx.git.rev(tag_ref(undo["tag"])) == undo["commit"]
 
 
 def _tag_undo(ctx: Context, undo: Undo) -> str:

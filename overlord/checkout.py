@@ -29,7 +29,7 @@ def require_clean(git: Git) -> None:
 
 
 def require_branch(git: Git, branch: str) -> str:
-    sha = git.rev(f"refs/heads/{branch}")
+    sha = git.branch_sha(branch)  # a checked name, exactly refs/heads/<branch>
     if sha is None:
         raise MissingBranch(f"{git.path}: no branch {branch!r}", "create it or pass another branch")
     return sha

@@ -77,6 +77,10 @@ class MissingBranch(GitError):
     """A branch the work needs does not exist."""
 
 
+class BadRefName(GitError):
+    """A branch or tag name that is not exactly one (a revision expression, ``-x``)."""
+
+
 class BrokerUnavailable(OverlordError):
     """The Celery broker cannot be reached."""
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from overlord import defaults
 from overlord.errors import GitError, RepoNotFound
+from overlord.refs import branch_ref, check_branch, tag_ref, without_repository_vars
 
 _SEP = "\x1f"  # field separator in --format strings (unit separator, never in ref names)
 _NOT_A_REPO = ("not a git repository", "cannot change to")
@@ -63,13 +64,13 @@ class Git:
     def _env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         from overlord.secrets import PROXY_ENV, scrubbed_env
 
-        # git runs the repository's hooks: they get no secret (a proxy git needs is kept)
-        env = scrubbed_env(keep=PROXY_ENV)
+        # git runs the repository's hooks: they get no secret (a proxy git needs is kept);
+        # GIT_DIR, GIT_WORK_TREE, GIT_INDEX_FILE ... of the caller (a hook, a shell) never
+        # send git to another repository than the project's
+        env = without_repository_vars(scrubbed_env(keep=PROXY_ENV))
         env.update(LC_ALL="C", LANG="C", GIT_TERMINAL_PROMPT="0")
         # The project path itself must be the repository: never pick up an enclosing one.
-        ceiling = str(self.path.resolve().parent)
-        current = env.get("GIT_CEILING_DIRECTORIES")
-        env["GIT_CEILING_DIRECTORIES"] = f"{ceiling}:{current}" if current else ceiling
+        env["GIT_CEILING_DIRECTORIES"] = str(self.path.resolve().parent)
         if extra:
             env.update(extra)
         return env
@@ -160,12 +161,13 @@ class Git:
 
     def current_branch(self) -> str | None:
         """The checked-out branch, or None when HEAD is detached."""
-        out = self._run(["symbolic-ref", "-q", "--short", "HEAD"], check=False)
+        out = self._run(["symbolic-ref", "-q", "HEAD"], check=False)
         if out.returncode != 0:
             if "not a git repository" in out.stderr:
                 raise RepoNotFound(f"{self.path}: not a git repository", stderr=out.stderr)
             return None
-        return out.stdout.strip() or None
+        # not ``--short``: it answers ``heads/main`` when a tag ``main`` exists too
+        return out.stdout.strip().removeprefix("refs/heads/") or None
 
     def head(self) -> str:
         return self.run("rev-parse", "--verify", "HEAD^{commit}")
@@ -181,10 +183,15 @@ class Git:
         return (out.stdout.strip() or None) if out.returncode == 0 else None
 
     def branch_exists(self, name: str) -> bool:
-        return self.ok("show-ref", "--verify", "--quiet", f"refs/heads/{name}")
+        return self.ok("show-ref", "--verify", "--quiet", branch_ref(name))
 
     def tag_exists(self, name: str) -> bool:
-        return self.ok("show-ref", "--verify", "--quiet", f"refs/tags/{name}")
+        return self.ok("show-ref", "--verify", "--quiet", tag_ref(name))
+
+    def branch_sha(self, name: str) -> str | None:
+        """The tip of branch ``name`` (exactly ``refs/heads/<name>``), or None."""
+        out = self._run(["show-ref", "--verify", "--hash", branch_ref(name)], check=False)
+        return (out.stdout.strip() or None) if out.returncode == 0 else None
 
     def _refs(self, *patterns: str, fmt: str, extra: Iterable[str] = ()) -> list[list[str]]:
         out = self.run("for-each-ref", f"--format={fmt}", *extra, *patterns)
@@ -192,22 +199,22 @@ class Git:
 
     def branches(self) -> dict[str, str]:
         """Local branch name → tip commit sha."""
-        rows = self._refs("refs/heads", fmt=f"%(refname:short){_SEP}%(objectname)")
+        rows = self._refs("refs/heads", fmt=f"%(refname:lstrip=2){_SEP}%(objectname)")
         return {name: sha for name, sha in rows}
 
     def tags(self) -> dict[str, str]:
         """Tag name → commit sha (annotated tags peeled)."""
-        fmt = f"%(refname:short){_SEP}%(objectname){_SEP}%(*objectname)"
+        fmt = f"%(refname:lstrip=2){_SEP}%(objectname){_SEP}%(*objectname)"
         return {name: peeled or sha for name, sha, peeled in self._refs("refs/tags", fmt=fmt)}
 
     def branch_tips(self) -> dict[str, tuple[str, datetime]]:
         """Local branch name → (tip sha, committer date)."""
-        fmt = f"%(refname:short){_SEP}%(objectname){_SEP}%(committerdate:iso-strict)"
+        fmt = f"%(refname:lstrip=2){_SEP}%(objectname){_SEP}%(committerdate:iso-strict)"
         return {n: (sha, parse_date(d)) for n, sha, d in self._refs("refs/heads", fmt=fmt)}
 
     def recent_tags(self, n: int = 3) -> list[dict[str, Any]]:
         """The ``n`` newest tags (by creator date): ``{"name", "date"}`` (date ISO-8601)."""
-        fmt = f"%(refname:short){_SEP}%(creatordate:iso-strict)"
+        fmt = f"%(refname:lstrip=2){_SEP}%(creatordate:iso-strict)"
         rows = self._refs("refs/tags", fmt=fmt, extra=["--sort=-creatordate", f"--count={n}"])
         return [{"name": name, "date": date} for name, date in rows]
 
@@ -219,8 +226,8 @@ class Git:
 
     def merged_into(self, *branches: str) -> list[str]:
         """Local branches whose tips are reachable from any of ``branches``."""
-        extra = [f"--merged={b}" for b in branches]
-        return [row[0] for row in self._refs("refs/heads", fmt="%(refname:short)", extra=extra)]
+        extra = [f"--merged={branch_ref(b)}" for b in branches]
+        return [row[0] for row in self._refs("refs/heads", fmt="%(refname:lstrip=2)", extra=extra)]
 
     def status_counts(self) -> dict[str, int]:
         """Counts of staged, modified (unstaged), untracked and conflicted paths."""
@@ -241,14 +248,14 @@ class Git:
 
     def upstream(self, branch: str) -> str | None:
         out = self._run(
-            ["rev-parse", "--abbrev-ref", "--symbolic-full-name", f"{branch}@{{upstream}}"],
+            ["rev-parse", "--abbrev-ref", "--symbolic-full-name", f"{check_branch(branch)}@{{u}}"],
             check=False,
         )
         return (out.stdout.strip() or None) if out.returncode == 0 else None
 
     def ahead_behind(self, branch: str, upstream: str) -> tuple[int, int]:
         """(commits on ``branch`` not on ``upstream``, commits on ``upstream`` not on ``branch``)."""
-        out = self.run("rev-list", "--left-right", "--count", f"{branch}...{upstream}")
+        out = self.run("rev-list", "--left-right", "--count", f"{branch_ref(branch)}...{upstream}")
         ahead, behind = out.split()
         return int(ahead), int(behind)
 
@@ -286,13 +293,20 @@ class Git:
     # --- changing --------------------------------------------------------------
 
     def checkout(self, branch: str) -> None:
-        self.run("checkout", "-q", branch, "--")
+        """Check out branch ``branch`` (exactly that branch), or detach at a commit id."""
+        if len(branch) == 40 and all(c in "0123456789abcdef" for c in branch):
+            self.run("checkout", "-q", "--detach", branch, "--")
+        elif self.branch_sha(branch) is None:
+            raise GitError(f"{self.path}: no branch {branch!r} to check out")
+        else:  # a local branch wins over a tag of the same name in ``checkout``
+            self.run("checkout", "-q", "--no-guess", branch, "--")
 
     def create_branch(self, name: str, start: str) -> None:
-        self.run("branch", "--no-track", name, start)
+        """Create ``refs/heads/<name>`` at commit ``start`` (refused if it exists)."""
+        self.run("update-ref", f"refs/heads/{name}", start, "")
 
     def delete_branch(self, name: str) -> None:
-        self.run("branch", "-D", name)
+        self.run("branch", "-D", "--", name)
 
     def update_ref(self, ref: str, sha: str) -> None:
         self.run("update-ref", ref, sha)
@@ -305,7 +319,8 @@ class Git:
 
         On a conflict the merge is aborted (the tree is left as it was) and GitError raised.
         """
-        proc = self._run(["merge", "--no-ff", "--no-edit", "-m", message, src], check=False)
+        ref = branch_ref(src)  # the branch, never a tag or commit that shares its name
+        proc = self._run(["merge", "--no-ff", "--no-edit", "-m", message, ref], check=False)
         if proc.returncode != 0:
             conflicted = (self.git_dir() / "MERGE_HEAD").exists()
             if conflicted:
@@ -321,10 +336,11 @@ class Git:
         return self.head()
 
     def tag_annotated(self, name: str, message: str, ref: str = "HEAD") -> None:
-        self.run("tag", "-a", name, "-m", message, ref)
+        tag_ref(name)
+        self.run("tag", "-a", "-m", message, "--", name, ref)
 
     def delete_tag(self, name: str) -> None:
-        self.run("tag", "-d", name)
+        self.run("update-ref", "-d", tag_ref(name))
 
     def commit_paths(self, paths: Iterable[str | Path], message: str) -> str:
         """Stage ``paths`` and commit them; return the new commit sha."""

@@ -23,6 +23,7 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import String
 
 from overlord.errors import MetadataError, VersionError
+from overlord.paths import inside
 
 PYPROJECT = "pyproject.toml"
 _VERSION_HINT = "use a PEP 440 / semver version such as 0.2.0, 1.0.0rc1 or v1.2.3"
@@ -237,7 +238,7 @@ def set_version(repo: Path, version: str | Version) -> list[Path]:
     changed: list[Path] = []
     if source == "dynamic":
         literal = _dynamic_version_file(repo, doc)
-        return [literal] if literal and _write_literal(literal, new) else []
+        return [literal] if literal and _write_literal(inside(repo, literal), new) else []
     if source == "none":
         raise MetadataError(
             f"{path}: no version to set ([project].version is absent and not dynamic)",
@@ -246,10 +247,10 @@ def set_version(repo: Path, version: str | Version) -> list[Path]:
     table = doc["project"] if source == "project" else doc["tool"]["poetry"]
     if str(table["version"]) != str(new):
         _set_string(table, "version", str(new))
-        path.write_text(tomlkit.dumps(doc), encoding="utf-8")
+        inside(repo, path).write_text(tomlkit.dumps(doc), encoding="utf-8")
         changed.append(path)
     for candidate in _module_candidates(repo, distribution_name(repo)):
-        if _write_literal(candidate, new):
+        if _write_literal(inside(repo, candidate), new):
             changed.append(candidate)
     return changed
 
@@ -401,7 +402,7 @@ def rewrite_pin(repo: Path, dependency_dist: str, new_version: str | Version) ->
         raise MetadataError(f"{path}: does not depend on {dependency_dist}", hint)
     change.changed = change.old != change.new
     if change.changed:
-        path.write_text(tomlkit.dumps(doc), encoding="utf-8")
+        inside(repo, path).write_text(tomlkit.dumps(doc), encoding="utf-8")
     else:
         change.reason = "; ".join(reasons)
     return change

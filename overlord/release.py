@@ -96,7 +96,7 @@ def check_repo(project: str, spec: ProjectConfig, branches: list[str], hint: str
             "commit or stash them first; nothing was changed",
         )
     for branch in dict.fromkeys(branches):
-        if git.rev(f"refs/heads/{branch}") is None:
+        if git.branch_sha(branch) is None:  # a checked name, exactly refs/heads/<branch>
             raise MissingBranch(f"{project}: no branch {branch!r} in {spec.path}", hint)
     return git
 

@@ -59,7 +59,7 @@ def preflight(config: Config, plan: DispatchPlan) -> None:
         if writes or any(s.params.get("branch") for s in steps):
             require_clean(git)
         for step in steps:
-            for key in ("branch", "source", "target"):
+            for key in ("branch", "source", "target", "ref"):
                 if step.params.get(key):
                     require_branch(git, step.params[key])
             if step.kind is ActionKind.TAG and git.tag_exists(step.params["name"]):

@@ -6,18 +6,14 @@ every transition in the state database before and after acting (SPEC §4.2, §4.
 
 from __future__ import annotations
 
-import fcntl
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from overlord.actions import Context, action_for
 from overlord.checkout import head_name
 from overlord.config import ActionKind, Config
-from overlord.errors import OverlordError, RepoNotFound, StepFailed
+from overlord.errors import OverlordError, StepFailed
 from overlord.git import Git
+from overlord.locks import repo_lock
 from overlord.plan import DispatchPlan, PlanState, StepState, now
 from overlord.secrets import redact
 from overlord.store import Store
@@ -25,28 +21,6 @@ from overlord.store import Store
 #: Step kinds whose failure is recorded without failing the plan's canvas: the push
 #: phase reports every repo and lets ``overlord resume`` retry what is left.
 SOFT_FAIL = {ActionKind.PUSH}
-
-
-@contextmanager
-def repo_lock(path: Path | None) -> Iterator[None]:
-    """Serialise steps on one repository across threads, processes and plans."""
-    if path is None:
-        yield
-        return
-    git_dir = path / ".git"
-    lock_path = (git_dir if git_dir.is_dir() else path) / "overlord.lock"
-    try:
-        handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        raise RepoNotFound(
-            f"{path}: cannot lock the repository", "check the project's path"
-        ) from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        os.close(handle)
 
 
 #: (state_url, plan, step) → project: a step's project never changes, so a worker reads

@@ -1,0 +1,62 @@
+"""The per-repository lock: steps that touch one repository never run at once (SPEC §3).
+
+The lock file lives in the repository's common git directory (``git rev-parse
+--git-common-dir``), never in the work tree: a linked worktree or a submodule, whose
+``.git`` is a file, keeps a clean tree, and every worktree of one repository shares the
+one lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from overlord.errors import OverlordError, RepoNotFound
+from overlord.git import Git
+
+LOCK_NAME = "overlord.lock"
+
+#: work tree → its lock file (a repository's common directory does not move)
+_LOCK_FILES: dict[Path, Path] = {}
+
+
+def lock_file(path: Path) -> Path:
+    """Where the lock of the repository at ``path`` lives."""
+    found = _LOCK_FILES.get(path)
+    if found is None:
+        dot_git = path / ".git"
+        if dot_git.is_dir() and not (dot_git / "commondir").exists():
+            common = dot_git  # a plain checkout: no need to ask git
+        else:
+            try:
+                out = Git(path).run("rev-parse", "--path-format=absolute", "--git-common-dir")
+            except OverlordError:
+                raise RepoNotFound(
+                    f"{path}: cannot lock the repository", "check the project's path"
+                ) from None
+            common = Path(out)
+        found = _LOCK_FILES[path] = common / LOCK_NAME
+    return found
+
+
+@contextmanager
+def repo_lock(path: Path | None) -> Iterator[None]:
+    """Serialise steps on one repository across threads, processes and plans."""
+    if path is None:
+        yield
+        return
+    try:
+        handle = os.open(lock_file(Path(path)), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        raise RepoNotFound(
+            f"{path}: cannot lock the repository", "check the project's path"
+        ) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        os.close(handle)
