@@ -65,12 +65,19 @@ def configure(ws: Workspace, **changes: Any) -> Config:
     return config_module.load(ws.config_path)
 
 
+#: ``host:port`` of the Redis the distributed tests use: 127.0.0.1:6379 unless
+#: ``OVERLORD_TEST_REDIS`` names another (a server of one's own, when several test
+#: sessions share a machine and would take each other's tasks from one database).
+TEST_REDIS = os.environ.get("OVERLORD_TEST_REDIS", "127.0.0.1:6379")
+
+
 def redis_db_url(db: int) -> str:
-    """``redis://127.0.0.1:6379/db``, flushed (skips when Redis is down, fails in CI)."""
+    """``redis://TEST_REDIS/db``, flushed (skips when Redis is down, fails in CI)."""
     import redis
 
-    require_service("Redis", "127.0.0.1", 6379)
-    url = f"redis://127.0.0.1:6379/{db}"
+    host, _, port = TEST_REDIS.rpartition(":")
+    require_service("Redis", host, int(port))
+    url = f"redis://{TEST_REDIS}/{db}"
     redis.Redis.from_url(url).flushdb()
     return url
 
