@@ -11,7 +11,6 @@ Every action that checks out a branch returns to the branch that was checked out
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,17 +19,16 @@ from typing import Any
 from overlord import defaults
 from overlord.checkout import (
     commit_or_restore,
-    head_name,
     on_branch,
     require_branch,
     require_clean,
-    run_command,
 )
 from overlord.config import ActionKind, Config, ProjectConfig
 from overlord.errors import DirtyTree, GitError, MissingBranch, StepFailed
 from overlord.git import Git
 from overlord.plan import DispatchStep
 from overlord.refs import tag_ref
+from overlord.test_step import tests_prepare, tests_run
 
 Undo = dict[str, Any]
 
@@ -113,31 +111,6 @@ def _branch_prepare(ctx: Context, message: str) -> Undo:
     require_clean(git)
     branch = ctx.params["branch"]
     return {"branch": branch, "before": require_branch(git, branch), "message": message}
-
-
-# --- run-tests ----------------------------------------------------------------
-
-
-def _tests_prepare(ctx: Context) -> Undo:
-    branch = ctx.params.get("branch")
-    if branch and branch != ctx.git.current_branch():
-        require_clean(ctx.git)
-        require_branch(ctx.git, branch)
-    return {}
-
-
-def _tests_run(ctx: Context, undo: Undo) -> str:
-    argv = shlex.split(ctx.project.test_command)
-    branch = ctx.params.get("branch") or head_name(ctx.git)
-    with on_branch(ctx.git, branch):
-        code, output = run_command(argv, ctx.project.path, ctx.step.timeout)
-    if code != 0:
-        last = [line for line in output.strip().splitlines() if line.strip()][-1:] or ["no output"]
-        reason = "timed out" if code == -1 and "timed out" in output else f"exit {code}"
-        raise StepFailed(
-            f"tests of {ctx.project.name} failed ({reason}): {last[0][:200]}", output=output
-        )
-    return output
 
 
 # --- merge --------------------------------------------------------------------
@@ -375,7 +348,7 @@ def _empty(ctx: Context) -> Undo:
 
 
 ACTIONS: dict[ActionKind, Action] = {
-    ActionKind.RUN_TESTS: Action(_tests_prepare, _tests_run, _never, _nothing),
+    ActionKind.RUN_TESTS: Action(tests_prepare, tests_run, _never, _nothing),
     ActionKind.MERGE: Action(
         _merge_prepare, _merge_run, _merge_done, lambda ctx, undo: _rewind(ctx, undo, _merge_done)
     ),

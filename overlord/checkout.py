@@ -2,15 +2,13 @@
 
 A step refuses a dirty tree, a missing branch or a half-done merge; it switches branches
 only for the duration of its work and always goes back; a commit that a hook refuses
-leaves the files as they were; commands run with argument lists and a time limit.
+leaves the files as they were; commands it starts are in ``overlord.proc``.
 """
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from overlord.errors import DirtyTree, GitError, MissingBranch
 from overlord.git import Git
@@ -51,34 +49,6 @@ def on_branch(git: Git, branch: str) -> Iterator[None]:
     finally:
         if head_name(git) != original:
             git.checkout(original)
-
-
-def run_command(argv: list[str], cwd: Any, timeout: float) -> tuple[int, str]:
-    """Run a project's command (its tests); the environment holds no secret (SPEC §4.6)."""
-    from overlord.secrets import scrubbed_env
-
-    try:
-        proc = subprocess.run(
-            argv,
-            cwd=cwd,
-            env=scrubbed_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = (
-            exc.stdout
-            if isinstance(exc.stdout, str)
-            else (exc.stdout or b"").decode(errors="replace")
-        )
-        return -1, out + f"\ntimed out after {timeout:g}s"
-    except OSError as exc:
-        return -1, f"cannot run {argv[0]!r}: {exc.strerror}"
-    return proc.returncode, proc.stdout
 
 
 def commit_or_restore(git: Git, paths: list[str], message: str) -> str:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.segment import Segment
 
 from overlord.config import Config
+from overlord.terminal import clean
 
 ConfigOpt = Annotated[
     str | None,
@@ -29,8 +32,21 @@ DetachOpt = Annotated[
     bool, typer.Option("--detach", help="Do not wait: enqueue, or save as pending.")
 ]
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+class SafeConsole(Console):
+    """A console whose printed text has its control characters shown escaped: every text
+    segment passes through ``terminal.clean`` just before it is written; the console's
+    own control sequences (styles, the live display's cursor moves) are kept."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            segment if segment.control else Segment(clean(segment.text), segment.style)
+            for segment in buffer
+        )
+
+
+console = SafeConsole(highlight=False)
+err_console = SafeConsole(stderr=True, highlight=False)
 
 
 def say(text: str, *, err: bool = False) -> None:

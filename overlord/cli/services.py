@@ -23,6 +23,7 @@ import typer
 from overlord.cli.common import ConfigOpt, load_config
 from overlord.config import Config
 from overlord.errors import ConfigError
+from overlord.terminal import clean
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -162,7 +163,7 @@ def worker_argv(
 
 
 def _say(line: str) -> None:
-    sys.stderr.write(line + "\n")
+    sys.stderr.write(clean(line) + "\n")
     sys.stderr.flush()
 
 

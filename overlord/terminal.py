@@ -1,0 +1,26 @@
+"""Text from outside (repositories, tests, models, the state database) made safe to print.
+
+``clean`` shows every C0 and C1 control character except newline and tab escaped
+(``ESC`` becomes the four characters ``\\x1b``), and the Unicode bidirectional overrides
+too: a commit subject or a test's output cannot move the cursor, clear the screen, retitle
+the terminal or reorder what the person reads before approving (SPEC §4.6). The CLI's
+consoles pass everything they print through it (``overlord.cli.common``).
+"""
+
+from __future__ import annotations
+
+import re
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean(text: str) -> str:
+    """``text`` with control characters (but newline and tab) shown escaped."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(_escape, text.replace("\r\n", "\n"))

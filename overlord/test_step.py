@@ -1,0 +1,64 @@
+"""The run-tests step: the project's test command in its tree, on the step's branch.
+
+The command runs through ``overlord.proc`` (its own session, a bounded output tail, its
+whole process group stopped on timeout, on cancel, and when the worker dies).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from overlord import proc
+from overlord.checkout import head_name, on_branch, require_branch, require_clean
+from overlord.errors import StepFailed
+from overlord.secrets import scrubbed_env
+
+if TYPE_CHECKING:
+    from overlord.actions import Context
+
+
+def tests_prepare(ctx: Context) -> dict[str, Any]:
+    branch = ctx.params.get("branch")
+    if branch and branch != ctx.git.current_branch():
+        require_clean(ctx.git)
+        require_branch(ctx.git, branch)
+    return {}
+
+
+def tests_run(ctx: Context, undo: dict[str, Any]) -> str:
+    argv = shlex.split(ctx.project.test_command)
+    branch = ctx.params.get("branch") or head_name(ctx.git)
+    with on_branch(ctx.git, branch):
+        done = proc.run(
+            argv,
+            cwd=ctx.project.path,
+            timeout=ctx.step.timeout,
+            env=scrubbed_env(ctx.config),  # no secret reaches a project's command
+            cancelled=_plan_stopped(ctx),
+        )
+    if not done.ok:
+        lines = [line for line in done.output.strip().splitlines() if line.strip()]
+        last = lines[-1][:200] if lines else "no output"
+        raise StepFailed(
+            f"tests of {ctx.project.name} failed ({done.reason}): {last}", output=done.output
+        )
+    return done.output
+
+
+def _plan_stopped(ctx: Context) -> Callable[[], bool]:
+    """Whether the step's plan stopped running (cancelled, failed elsewhere); a database
+    hiccup counts as not stopped (the timeout still holds)."""
+    from overlord.plan import PlanState
+    from overlord.store import Store
+
+    store = Store(ctx.config.state_url or "")
+
+    def stopped() -> bool:
+        try:
+            return store.state(ctx.plan_id) is not PlanState.RUNNING
+        except Exception:
+            return False
+
+    return stopped

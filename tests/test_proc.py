@@ -1,0 +1,105 @@
+"""Commands Overlord starts: own session, whole group stopped, bounded output."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from overlord import proc
+
+
+def _gone_later(marker: Path, wait: float) -> bool:
+    time.sleep(wait)
+    return not marker.exists()
+
+
+def test_timeout_stops_what_the_command_started(tmp_path: Path) -> None:
+    marker = tmp_path / "late"
+    script = f"(sleep 1.5; touch {marker}) & sleep 30"
+    done = proc.run(["sh", "-c", script], cwd=tmp_path, timeout=0.5)
+    assert done.timed_out and not done.ok and done.code is None
+    assert "timed out after 0.5s" in done.output
+    assert _gone_later(marker, 2.5)
+
+
+def test_a_normal_exit_does_not_wait_for_nor_leave_background_processes(tmp_path: Path) -> None:
+    marker = tmp_path / "late"
+    script = f"(sleep 1.5; touch {marker}) & echo started"
+    done = proc.run(["sh", "-c", script], cwd=tmp_path, timeout=60)
+    assert done.ok and done.output.strip() == "started"
+    assert _gone_later(marker, 2.5)
+
+
+def test_exit_code_and_output_together(tmp_path: Path) -> None:
+    done = proc.run(["sh", "-c", "echo out; echo err >&2; exit 3"], cwd=tmp_path, timeout=60)
+    assert done.code == 3 and done.reason == "exit 3"
+    assert done.output.split() == ["out", "err"]
+    missing = proc.run(["no-such-command-here"], cwd=tmp_path, timeout=60)
+    assert missing.code == 127 and "no-such-command-here" in missing.output
+
+
+def test_output_keeps_a_bounded_tail(tmp_path: Path) -> None:
+    code = "import sys\nfor i in range(20000): sys.stdout.write('x' * 999 + '\\n')\nprint('END')"
+    done = proc.run([sys.executable, "-c", code], cwd=tmp_path, timeout=120)
+    assert done.ok
+    assert done.output.rstrip().endswith("END")
+    assert len(done.output) <= proc.OUTPUT_BYTES + 100
+    assert done.dropped > 19_000_000 and "bytes of output not kept" in done.output
+
+
+def test_cancel_stops_the_group(tmp_path: Path) -> None:
+    marker = tmp_path / "late"
+    calls = []
+
+    def cancelled() -> bool:
+        calls.append(1)
+        return True
+
+    script = f"(sleep 2.5; touch {marker}) & sleep 30"
+    done = proc.run(["sh", "-c", script], cwd=tmp_path, timeout=60, cancelled=cancelled)
+    assert done.cancelled and calls and "cancelled" in done.output
+    assert _gone_later(marker, 3)
+
+
+def test_the_group_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    marker, started = tmp_path / "late", tmp_path / "started"
+    inner = f"touch {started}; (sleep 2; touch {marker}) & sleep 30"
+    starter = (
+        "from overlord import proc\n"
+        f"proc.run(['sh', '-c', {inner!r}], cwd={str(tmp_path)!r}, timeout=60)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", starter], start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists()
+    os.killpg(worker.pid, signal.SIGKILL)  # the worker and its own group, not the command's
+    worker.wait()
+    assert _gone_later(marker, 3.5)
+
+
+def test_no_repository_variables_reach_the_command(tmp_path: Path) -> None:
+    env = {**os.environ, "GIT_DIR": "/elsewhere/.git", "GIT_WORK_TREE": "/elsewhere"}
+    script = 'echo "${GIT_DIR:-none} ${GIT_WORK_TREE:-none}"'
+    done = proc.run(["sh", "-c", script], cwd=tmp_path, timeout=60, env=env)
+    assert done.output.strip() == "none none"
+
+
+def test_a_timed_out_test_step_leaves_nothing_running(synced_workspace, tmp_path: Path) -> None:
+    from tests.dispatch_helpers import cli, configure
+
+    marker = tmp_path / "late"
+    command = f"sh -c '(sleep 2; touch {marker}) & sleep 60'"
+    configure(
+        synced_workspace,
+        projects={"core": {"test_command": command}},
+        dispatch={"step_timeout_default": 1},
+    )
+    res = cli(synced_workspace.config_path, "dispatch", "run tests in core", "--yes")
+    assert res.code == 1, res.text
+    assert "timed out" in res.text
+    assert _gone_later(marker, 3)
