@@ -45,6 +45,18 @@ class ParseError(OverlordError):
     """A task instruction could not be understood."""
 
 
+class NoFormMatches(ParseError):
+    """No supported form matches the text (the planning model may translate it)."""
+
+
+class TranslationRefused(ParseError):
+    """The model's translation has a line the parser refuses: nothing is planned."""
+
+
+class TranslationUnavailable(OverlordError):
+    """No model could translate the text (none configured, every tier down, ...)."""
+
+
 class VersionError(OverlordError):
     """A version string is not valid or not acceptable here."""
 

@@ -17,7 +17,13 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field
 
-from overlord.errors import OverlordError, ParseError, ProjectLookupError, VersionError
+from overlord.errors import (
+    NoFormMatches,
+    OverlordError,
+    ParseError,
+    ProjectLookupError,
+    VersionError,
+)
 from overlord.registry import Registry
 from overlord.routing.tiers import Complexity, TaskType
 
@@ -330,6 +336,41 @@ def parse(text: str, registry: Registry, complexity: Complexity | str | None = N
         if match:
             return build(match, ctx)
     shown = normal if len(normal) <= 80 else normal[:77] + "..."
-    raise ParseError(
+    raise NoFormMatches(
         f'cannot understand "{shown}"; closest form: "{closest_form(normal)}"', _forms_hint()
     )
+
+
+def split_instructions(text: str) -> list[str]:
+    """The instructions of a text: pieces separated by ``;`` or new lines (blank ones dropped)."""
+    return [piece.strip() for piece in re.split(r"[;\n\r]+", text) if piece.strip()]
+
+
+def parse_lines(
+    lines: list[str], registry: Registry, complexity: Complexity | str | None = None
+) -> list[Intent]:
+    """Each line parsed on its own; the first refusal names its line when there are several."""
+    intents: list[Intent] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            intents.append(parse(line, registry, complexity))
+        except OverlordError as exc:
+            if len(lines) > 1:
+                exc.message = f"line {number} ({line!r}): {exc.message}"
+                exc.args = (exc.message,)
+            raise
+    if not intents:
+        raise ParseError("empty task: say what to do", _forms_hint())
+    return intents
+
+
+def parse_all(
+    text: str, registry: Registry, complexity: Complexity | str | None = None
+) -> list[Intent]:
+    """Every instruction of ``text`` (see ``split_instructions``) as an ``Intent``.
+
+    One text with several supported instructions makes several intents (one plan, see
+    ``planner.plan_for_all``). Raises like ``parse``; ``NoFormMatches`` when any piece
+    matches no form, so the whole text can go to translation.
+    """
+    return parse_lines(split_instructions(text), registry, complexity)

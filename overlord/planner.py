@@ -88,6 +88,48 @@ def plan_for(intent: Intent, config: Config, *, tier: str | None = None) -> Disp
     return builder.build()
 
 
+def plan_for_all(
+    intents: list[Intent], config: Config, *, tier: str | None = None, task: str | None = None
+) -> DispatchPlan:
+    """One plan for several instructions (``parser.parse_all``), named ``task``."""
+    if len(intents) == 1:
+        plan = plan_for(intents[0], config, tier=tier)
+        if task is not None:
+            plan.task = task
+        return plan
+    plans = [plan_for(intent, config, tier=tier) for intent in intents]
+    return combine(plans, config, task or "; ".join(i.text for i in intents))
+
+
+def combine(plans: list[DispatchPlan], config: Config, task: str) -> DispatchPlan:
+    """The steps of ``plans`` in one plan, in their order: a plan's first step on a
+    repository runs after the last step an earlier plan has there (push steps, a phase
+    of their own, excepted), so steps on one repository still never overlap."""
+    steps: list[DispatchStep] = []
+    last: dict[str, str] = {}
+    for plan in plans:
+        ids = {s.id: f"s{len(steps) + n}" for n, s in enumerate(plan.steps, 1)}
+        seen: set[str] = set()
+        for step in plan.steps:
+            depends = [ids[d] for d in step.depends_on]
+            project = step.project
+            first_here = project and project not in seen and project in last
+            if first_here and step.kind is not ActionKind.PUSH:
+                depends.append(last[str(project)])
+            if project:
+                seen.add(project)
+            steps.append(step.model_copy(update={"id": ids[step.id], "depends_on": depends}))
+        for step in plan.steps:
+            if step.project and step.kind is not ActionKind.PUSH:
+                last[step.project] = ids[step.id]
+    kind = "release" if any(p.kind == "release" for p in plans) else "dispatch"
+    combined = DispatchPlan(task=task, kind=kind, steps=steps)
+    combined.validate_dag()
+    shared = [n for n, p in config.projects.items() if p.role == "shared-library"]
+    combined.compute_scope(shared)
+    return combined
+
+
 def _add_chore(builder: PlanBuilder, intent: Intent, project: str) -> None:
     spec = builder.config.projects[project]
     if intent.kind is IntentKind.RUN_TESTS:

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         """Turn an instruction into a plan, get approval per autonomy, and run it."""
         from overlord import planner
         from overlord.cli.progress import execute_and_report
-        from overlord.parser import parse
+        from overlord.parser import parse_all
         from overlord.registry import Registry
 
         config = load_config(config_path)
@@ -40,8 +40,8 @@ def register(app: typer.Typer) -> None:
             from overlord.routing.tiers import tier as parse_tier
 
             tier = parse_tier(tier).value  # a one-line error listing the tiers
-        intent = parse(task, Registry(config), complexity=complexity)
-        plan = planner.plan_for(intent, config, tier=tier)
+        intents = parse_all(task, Registry(config), complexity=complexity)
+        plan = planner.plan_for_all(intents, config, tier=tier)
         code = execute_and_report(
             config, plan, dry_run=dry_run, yes=yes, detach=detach, json_out=json_out
         )
