@@ -20,7 +20,9 @@ Always a person
     execution, a release and a blast-radius escalation included, but it never covers a
     push (``Verdict.push_needs_person`` stays true: the push waits for an answer at the
     prompt or ``overlord approve ID``). Scheduled runs (beat) never carry ``yes``:
-    ``scheduled_run=True`` ignores it.
+    ``scheduled_run=True`` ignores it. A plan a model translated from plain language
+    (``translated=True``) is always proposed, ``yes`` or not: only a person's answer at
+    the prompt or ``overlord approve ID`` runs it.
 
 Blast radius
     A plan whose scope exceeds its level's limit in ``BLAST_LIMITS`` (higher estimated
@@ -45,6 +47,12 @@ class Decision(StrEnum):
 
 #: Strictness of each level: a plan is governed by the highest among the projects it touches.
 STRICTNESS: dict[Level, int] = {Level.PROACTIVE: 0, Level.SCHEDULED: 1, Level.CAUTIOUS: 2}
+
+#: Why a translated plan waits: ``--yes`` does not cover what a model read into the text.
+TRANSLATED = (
+    "a model translated the instruction: a person approves it at the prompt or with "
+    "`overlord approve ID` (--yes does not cover a translation)"
+)
 
 #: Kinds that need no approval anywhere (they do nothing).
 ALWAYS_APPROVED: frozenset[ActionKind] = frozenset({ActionKind.NOOP})
@@ -184,6 +192,7 @@ class AutonomyPolicy:
         scheduled_run: bool = False,
         yes: bool = False,
         touches: Iterable[Touch] | None = None,
+        translated: bool = False,
     ) -> Verdict:
         """Decide whether a plan executes or is proposed (SPEC §4.1).
 
@@ -197,6 +206,8 @@ class AutonomyPolicy:
         who = f" ({_names(scope.projects)})" if scope.projects else ""
 
         reasons: list[str] = []
+        if translated:
+            reasons.append(TRANSLATED)
         if is_release:
             reasons.append("a release always needs a person")
         if push:
@@ -228,7 +239,7 @@ class AutonomyPolicy:
             if excess:
                 reasons.append(f"blast radius exceeds the {level.value} limit: {', '.join(excess)}")
 
-        approved_in_advance = yes and not scheduled_run
+        approved_in_advance = yes and not scheduled_run and not translated
         if not reasons:
             why = {
                 Level.PROACTIVE: "proactive: read-only, local, non-destructive plan",

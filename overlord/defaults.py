@@ -33,3 +33,15 @@ MINION_IMAGE_CLOUD = "overlord-minion-cloud:latest"
 OWN_WORKTREES = "overlord-worktrees"
 #: Lease of a global concurrency slot; a slot of a killed worker returns after it.
 SLOT_LEASE_SECONDS = 60
+#: Plain-language translation by the planning model (overlord/translate.py): seconds a
+#: request may take (and may wait for a slot of its endpoint), most characters of the text
+#: sent, most bytes of the response read, most characters of the answer kept, of one line,
+#: and the most tokens asked for.
+TRANSLATION_TIMEOUT = 30.0
+TRANSLATION_MAX_TEXT = 2000
+TRANSLATION_MAX_RESPONSE = 65536
+TRANSLATION_MAX_ANSWER = 4000
+TRANSLATION_MAX_LINE = 300
+TRANSLATION_MAX_TOKENS = 512
+#: Most instruction lines accepted from one translation.
+TRANSLATION_MAX_LINES = 20

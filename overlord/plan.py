@@ -103,6 +103,20 @@ class DispatchStep(BaseModel):
         return Touch(self.kind, self.project, branches)
 
 
+class Translation(BaseModel):
+    """Text no form matched, and the supported instructions a model translated it into.
+
+    A plan carrying one never runs without a person's answer (``person_approved``)."""
+
+    original: str
+    lines: list[str]
+    answer: str = ""  # the model's whole answer, cleaned of control characters
+    endpoint: str | None = None
+    model: str | None = None
+    tier: str | None = None
+    route_reason: str = ""
+
+
 class DispatchPlan(BaseModel):
     id: str = Field(default_factory=new_plan_id)
     task: str
@@ -114,6 +128,8 @@ class DispatchPlan(BaseModel):
     approval_reason: str = ""
     scheduled_run: bool = False
     push_approved: bool = False
+    translation: Translation | None = None
+    person_approved: bool = False  # a person answered at the prompt or `overlord approve`
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime | None = None
     original_branches: dict[str, str | None] = Field(default_factory=dict)

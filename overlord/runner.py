@@ -69,22 +69,30 @@ def preflight(config: Config, plan: DispatchPlan) -> None:
                 )
 
 
-def decide(config: Config, plan: DispatchPlan, *, yes: bool = False) -> Verdict:
+def decide(
+    config: Config, plan: DispatchPlan, *, yes: bool = False, person: bool = False
+) -> Verdict:
+    """The autonomy verdict; ``person``: a person just answered yes at the prompt (which
+    covers everything ``yes`` does, and a translation too)."""
     touches = [t for t in (s.touch() for s in plan.steps) if t is not None]
     return AutonomyPolicy(config).decide(
         plan.kinds,
         plan.scope,
         is_release=plan.kind == "release",
         scheduled_run=plan.scheduled_run,
-        yes=yes,
+        yes=yes or person,
         touches=touches,
+        translated=plan.translation is not None and not (person or plan.person_approved),
     )
 
 
-def submit(config: Config, plan: DispatchPlan, verdict: Verdict) -> DispatchPlan:
+def submit(
+    config: Config, plan: DispatchPlan, verdict: Verdict, *, person: bool = False
+) -> DispatchPlan:
     """Persist the plan: pending (a proposal) or queued (approved, about to run)."""
     plan.requires_approval = not verdict.execute
     plan.approval_reason = verdict.reason
+    plan.person_approved = plan.person_approved or (person and verdict.execute)
     plan.state = PlanState.QUEUED if verdict.execute else PlanState.PENDING
     store_for(config).save(plan)
     return plan
@@ -134,6 +142,11 @@ def run(
     plan = store.load(plan_id)
     if plan.state not in (PlanState.QUEUED, PlanState.RUNNING):
         raise PlanError(f"plan {plan.id} is {plan.state.value}; only an approved plan runs")
+    if plan.translation is not None and not plan.person_approved:
+        raise PlanError(
+            f"plan {plan.id} was translated by a model and no person has approved it",
+            f"read it (`overlord plans show {plan.id}`), then `overlord approve {plan.id}`",
+        )
     with Runtime(config) as runtime:
         assert runtime.app is not None
         if not detach:
@@ -284,7 +297,9 @@ def approve(
     if plan.state is not PlanState.PENDING:
         raise PlanError(f"plan {plan.id} is {plan.state.value}: there is nothing to approve")
     preflight(config, plan)
-    if not store.transition(plan.id, PlanState.QUEUED, expect=[PlanState.PENDING]):
+    if not store.transition(
+        plan.id, PlanState.QUEUED, expect=[PlanState.PENDING], person_approved=True
+    ):
         raise PlanError(f"plan {plan.id} was approved or changed meanwhile; nothing to do")
     store.event(plan.id, None, "approved", "approved by a person")
     return run(config, plan.id, follow=follow, detach=detach)

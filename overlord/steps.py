@@ -269,9 +269,10 @@ def remember_outcome(config: Config, plan: DispatchPlan) -> None:
     elif not categories:
         categories = ["dispatch"]
     failed = [f"{s.id} {s.kind.value} {s.project or ''}: {s.error}" for s in plan.steps if s.error]
-    content = f"{plan.task} -> {plan.state.value}" + (
-        f"; failed: {'; '.join(failed)}" if failed else ""
-    )
+    said = plan.task
+    if plan.translation is not None:
+        said += f" (understood as: {'; '.join(plan.translation.lines)})"
+    content = f"{said} -> {plan.state.value}" + (f"; failed: {'; '.join(failed)}" if failed else "")
     try:
         assert config.state_url
         projects: list[str | None] = list(plan.projects) or [None]
@@ -287,7 +288,19 @@ def remember_outcome(config: Config, plan: DispatchPlan) -> None:
                     category,
                     "; ".join([content, *scans]),
                     project=project,
-                    metadata={"plan": plan.id, "state": plan.state.value, "undone": plan.undone},
+                    metadata={
+                        "plan": plan.id,
+                        "state": plan.state.value,
+                        "undone": plan.undone,
+                        **_translation_meta(plan),
+                    },
                 )
     except Exception:
         pass
+
+
+def _translation_meta(plan: DispatchPlan) -> dict[str, Any]:
+    t = plan.translation
+    if t is None:
+        return {}
+    return {"original": t.original, "translation": t.lines, "translated_by": t.endpoint}

@@ -24,6 +24,8 @@ _PLAN_DOC = (
     "approval_reason",
     "scheduled_run",
     "push_approved",
+    "translation",
+    "person_approved",
     "original_branches",
     "error",
     "undone",

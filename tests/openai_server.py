@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,15 @@ from typing import Any
 
 ScriptEntry = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 DEFAULT_USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client closing its connection (a timeout, keep-alive ended) is not an error
+    worth a traceback on stderr, which the CLI tests read as the command's output."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
 
 
 class ScriptedOpenAI:
@@ -53,7 +63,7 @@ class ScriptedOpenAI:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ids = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

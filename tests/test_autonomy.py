@@ -133,6 +133,16 @@ def test_scheduled_run_ignores_yes(setting: str, plan: str) -> None:
     assert with_yes == without
 
 
+@pytest.mark.parametrize("plan", list(PLANS))
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_a_translation_is_never_covered_by_yes(setting: str, plan: str) -> None:
+    """SPEC §4.1: a plan a model translated is proposed at every level, --yes or not."""
+    for yes in (False, True):
+        verdict = decide(setting, plan, yes=yes, translated=True)
+        assert verdict.decision is P and verdict.needs_person
+        assert "--yes does not cover a translation" in verdict.reason
+
+
 def test_release_reason_and_yes_covers_release() -> None:
     verdict = decide("scheduled-approved", "release")
     assert verdict.decision is P and "release always needs a person" in verdict.reason

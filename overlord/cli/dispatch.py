@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
         yes: YesOpt = False,
         tier: Annotated[
-            str | None, typer.Option("--tier", help="Force a model tier for code work.")
+            str | None,
+            typer.Option("--tier", help="Force a model tier for code work and translation."),
         ] = None,
         complexity: Annotated[
             str | None, typer.Option("--complexity", help="low | medium | high, for code work.")
@@ -29,19 +30,22 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
         config_path: ConfigOpt = None,
     ) -> None:
-        """Turn an instruction into a plan, get approval per autonomy, and run it."""
-        from overlord import planner
+        """Turn an instruction into a plan, get approval per autonomy, and run it.
+
+        Several instructions may be separated by ';' or new lines. Text no supported form
+        matches is translated by the planning model (when one is configured and up); the
+        plan shows what it was "understood as" and runs only with a person's approval
+        (--yes does not cover a translation).
+        """
+        from overlord.cli.instructions import plan_text
         from overlord.cli.progress import execute_and_report
-        from overlord.parser import parse_all
-        from overlord.registry import Registry
 
         config = load_config(config_path)
         if tier is not None:
             from overlord.routing.tiers import tier as parse_tier
 
             tier = parse_tier(tier).value  # a one-line error listing the tiers
-        intents = parse_all(task, Registry(config), complexity=complexity)
-        plan = planner.plan_for_all(intents, config, tier=tier)
+        plan = plan_text(config, task, tier=tier, complexity=complexity)
         code = execute_and_report(
             config, plan, dry_run=dry_run, yes=yes, detach=detach, json_out=json_out
         )

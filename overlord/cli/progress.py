@@ -138,16 +138,18 @@ def execute_and_report(
         else:
             say("dry run: nothing changed")
         return EXIT_OK
+    person = False
     if not verdict.execute and interactive(json_out, detach):
         if not ask("Run this plan?"):
             runner.submit(config, plan, verdict)
             return report(runner.reject(config, plan.id), json_out)
-        verdict = runner.decide(config, plan, yes=True)
+        person = True
+        verdict = runner.decide(config, plan, person=True)
     if verdict.execute and config.broker_url:
         from overlord.tasks.runtime import check_broker
 
         check_broker(config.broker_url)  # before saving: an unreachable broker changes nothing
-    plan = runner.submit(config, plan, verdict)
+    plan = runner.submit(config, plan, verdict, person=person)
     if plan.state is PlanState.PENDING:
         if json_out:
             print_json(plan_document(plan))

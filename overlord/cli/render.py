@@ -39,10 +39,22 @@ def plan_header(plan: DispatchPlan) -> str:
     ]
     return (
         f"plan {plan.id}: {plan.task}\n"
+        f"{understood_as(plan)}"
         f"  state {plan.state.value} · {len(plan.steps)} step(s) · projects {', '.join(plan.projects) or '-'}\n"
         f"  blast radius: impact {scope.estimated_impact.value} · {', '.join(flags)}"
         f" · est. {plan.estimated_duration:.0f}s"
     )
+
+
+def understood_as(plan: DispatchPlan) -> str:
+    """The header lines of a translated plan: what the model read into the text."""
+    t = plan.translation
+    if t is None:
+        return ""
+    lines = "".join(f"    {line}\n" for line in t.lines)
+    by = f"{t.endpoint} ({t.model})" if t.endpoint else "the planning model"
+    approved = "approved by a person" if plan.person_approved else "runs once a person approves"
+    return f"  understood as:\n{lines}  (translated by {by}; {approved})\n"
 
 
 _COLUMNS = ("step", "kind", "project", "after", "tier/endpoint", "state", "time", "detail")
