@@ -11,10 +11,18 @@ import re
 from enum import StrEnum
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from overlord import defaults
 from overlord.errors import ConfigError
@@ -140,6 +148,62 @@ class ScheduleEntry(_Strict):
         return value
 
 
+#: Plan states a webhook may listen for (``failed`` also covers a plan that failed and is
+#: being rolled back).
+NOTIFY_EVENTS = (
+    "pending",
+    "queued",
+    "running",
+    "awaiting-push",
+    "succeeded",
+    "failed",
+    "rolled-back",
+    "rejected",
+    "cancelled",
+)
+
+
+class Webhook(_Strict):
+    """One ``notify:`` entry: where a plan's transitions are POSTed, and which ones."""
+
+    url: str | None = None
+    url_env: str | None = None
+    format: Literal["json", "slack"] = "json"
+    events: list[str] = Field(
+        default_factory=lambda: ["pending", "awaiting-push", "failed", "rolled-back"]
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("url_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("must be the NAME of an environment variable, not a URL")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"list at least one of {', '.join(NOTIFY_EVENTS)}")
+        for event in value:
+            if event not in NOTIFY_EVENTS:
+                raise ValueError(f"unknown event {event!r}; use one of {', '.join(NOTIFY_EVENTS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Webhook:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url or url_env")
+        return self
+
+
 class Config(_Strict):
     workspace: Path | None = None
     state_url: str | None = None
@@ -150,6 +214,7 @@ class Config(_Strict):
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     minions: MinionsConfig = Field(default_factory=MinionsConfig)
     schedule: dict[str, ScheduleEntry] = Field(default_factory=dict)
+    notify: list[Webhook] = Field(default_factory=list)
 
     _source: Path | None = PrivateAttr(default=None)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 
-from overlord import db, defaults, hotpath, schema
+from overlord import db, defaults, hotpath, notify, schema
 from overlord.errors import PlanNotFound
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
 from overlord.secrets import redact
@@ -148,6 +148,7 @@ class Store:
             if rows:
                 conn.execute(schema.steps.insert(), rows)
             _event(conn, plan.id, None, "created", f"plan saved as {plan.state.value}")
+        notify.entered(self.url, plan.id, plan.state)  # webhooks, in the background
 
     def resolve_id(self, plan_id: str) -> str:
         """The full id of the plan ``plan_id`` names (a unique prefix works)."""
@@ -266,6 +267,7 @@ class Store:
             _event(conn, plan_id, None, "plan", f"-> {to.value}")
         with _TRANSITIONS:
             _TRANSITIONS.notify_all()
+        notify.entered(self.url, plan_id, to)  # webhooks, in the background
         return True
 
     @staticmethod

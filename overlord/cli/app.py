@@ -39,6 +39,7 @@ _COMMAND_MODULES = (
     "overlord.cli.autonomy",
     "overlord.cli.dispatch",
     "overlord.cli.plans",
+    "overlord.cli.notify",
     "overlord.cli.release",
     "overlord.cli.models",
     "overlord.cli.services",
@@ -99,7 +100,25 @@ def main(argv: list[str] | None = None) -> int:
             show()
             return EXIT_BAD_INPUT
         raise
+    finally:
+        _settle_notifications()
     return rc if isinstance(rc, int) else 0
+
+
+def _settle_notifications() -> None:
+    """Before the command returns: let webhook deliveries this command started finish
+    (at most ``webhooks.EXIT_WAIT`` s; one still running then is recorded as cut short)."""
+    webhooks = sys.modules.get("overlord.webhooks")
+    if webhooks is None or not webhooks.pending():
+        return
+    if not webhooks.wait_idle(1.0):
+        from overlord.cli.common import err_console
+
+        err_console.print(
+            f"waiting for {webhooks.pending()} webhook delivery(ies), "
+            f"at most {webhooks.EXIT_WAIT:.0f} s"
+        )
+        webhooks.drain(webhooks.EXIT_WAIT - 1.0)
 
 
 def entrypoint() -> None:

@@ -56,9 +56,11 @@ def say(text: str, *, err: bool = False) -> None:
 
 
 def load_config(path: str | None) -> Config:
-    from overlord import config
+    from overlord import config, notify
 
-    return config.load(path)
+    loaded = config.load(path)
+    notify.install(loaded)  # plans this command moves notify the configured webhooks
+    return loaded
 
 
 def print_json(document: Any) -> None:

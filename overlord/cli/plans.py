@@ -68,8 +68,12 @@ def register(app: typer.Typer) -> None:
 
         store = store_for(load_config(config_path))
         plan = store.load(plan_id)
+        events = store.events(plan.id)
+        deliveries = [
+            {"at": e["at"], "delivery": e["message"]} for e in events if e["kind"] == "notify"
+        ]
         if json_out:
-            print_json({**plan_document(plan), "events": store.events(plan.id)})
+            print_json({**plan_document(plan), "events": events, "deliveries": deliveries})
             return
         say(plan_header(plan))
         console.print(steps_table(plan, outputs=True))
@@ -79,6 +83,10 @@ def register(app: typer.Typer) -> None:
         say(outcome_line(plan))
         for note in plan.notes:
             say(f"  {note}")
+        if deliveries:
+            say("notifications:")
+            for d in deliveries:
+                say(f"  {d['at'][:19]} {d['delivery']}")
 
     app.add_typer(plans_app, name="plans")
 

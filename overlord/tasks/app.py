@@ -11,12 +11,26 @@ import os
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_process_shutdown
 
 from overlord import defaults
 from overlord.config import Config
 
 #: Margin added to the longest step timeout for the broker's visibility timeout.
 VISIBILITY_MARGIN = 300
+
+
+def _drain_notifications(**_: Any) -> None:
+    """A pool process shutting down (it exits without ``atexit``): let its webhook
+    deliveries finish, or record them as cut short."""
+    import sys
+
+    webhooks = sys.modules.get("overlord.webhooks")
+    if webhooks is not None:
+        webhooks.drain()
+
+
+worker_process_shutdown.connect(_drain_notifications, weak=False)
 
 
 def visibility_timeout(config: Config) -> int:
@@ -67,6 +81,10 @@ def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) 
         **conf,
     )
     app.overlord_config = config  # type: ignore[attr-defined]
+    if config is not None:
+        from overlord import notify
+
+        notify.install(config)  # transitions made by this app's tasks notify webhooks
     definitions.register(app)
     scheduled.register(app)
     health.register(app)  # after scheduled: it adds to the beat schedule

@@ -28,6 +28,9 @@ def _config(task: Task) -> Config:
 
         config = config_module.load(None)
         task.app.overlord_config = config  # type: ignore[attr-defined]
+        from overlord import notify
+
+        notify.install(config)
     return config
 
 

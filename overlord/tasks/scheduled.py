@@ -40,6 +40,9 @@ def _fresh(config: Config) -> Config:
     if config.source is None:
         return config
     fresh = config_module.load(config.source)
+    from overlord import notify
+
+    notify.install(fresh)  # the webhooks as the file says now
     return fresh
 
 
