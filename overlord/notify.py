@@ -85,17 +85,11 @@ def one_line(text: str, limit: int = MAX_REASON) -> str:
 
 
 def redact(text: str, config: Config) -> str:
-    """``text`` without the values of the secret variables the configuration names
-    (model API keys, webhook URLs) and without URL passwords."""
-    import re
+    """``text`` without any secret Overlord knows (model API keys, webhook URLs, URL
+    passwords)."""
+    from overlord.secrets import redact as redact_secrets
 
-    names = {e.api_key_env for e in config.models.values() if e.api_key_env}
-    names |= {h.url_env for h in config.notify if h.url_env}
-    secrets = [os.environ.get(n, "") for n in names]
-    secrets += [h.url for h in config.notify if h.url and urlsplit(h.url).path.strip("/")]
-    for value in sorted((v for v in secrets if len(v) >= 4), key=len, reverse=True):
-        text = text.replace(value, "***")
-    return re.sub(r"(://[^\s:/@]*:)[^\s@/]+@", r"\1***@", text)
+    return redact_secrets(text, config)
 
 
 def facts(plan: DispatchPlan, state: PlanState, config: Config) -> Facts:

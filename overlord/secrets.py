@@ -1,7 +1,8 @@
 """Secrets kept out of project commands and out of every printed or stored text (SPEC §4.6).
 
 The secrets Overlord knows are: the values of the environment variables named by any
-model's ``api_key_env`` (and a few service variables, ``SECRET_ENV``), and the passwords
+model's ``api_key_env`` or webhook's ``url_env`` (and a few service variables,
+``SECRET_ENV``), webhook URLs written in the file, and the passwords
 in URLs (the configuration's ``broker_url``, ``state_url``, endpoints, and any URL in the
 environment). Loading a configuration registers its names and URLs (``register``).
 
@@ -59,6 +60,11 @@ def register(config: Config) -> None:
         if endpoint.api_key_env:
             _names.add(endpoint.api_key_env)
         urls += [endpoint.endpoint, endpoint.health_check_url]
+    for hook in config.notify:  # a webhook URL is a credential (Slack's carry a token)
+        if hook.url_env:
+            _names.add(hook.url_env)
+        elif hook.url and len(hook.url.split("/", 3)) > 3 and hook.url.split("/", 3)[3]:
+            _values.add(hook.url)
     for url in urls:
         password = url_password(url or "")
         if password:
@@ -70,6 +76,7 @@ def secret_names(config: Config | None = None) -> set[str]:
     names = set(_names)
     if config is not None:
         names |= {e.api_key_env for e in config.models.values() if e.api_key_env}
+        names |= {h.url_env for h in config.notify if h.url_env}
     return names
 
 

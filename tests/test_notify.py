@@ -119,6 +119,24 @@ def test_what_a_webhook_is_told(workspace: Workspace, monkeypatch: pytest.Monkey
     assert notify.label(2, config.notify[1]) == "webhook 2 (slack, $HOOK)"
 
 
+def test_webhook_urls_are_secrets(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project's commands never see a webhook URL, and no stored text holds one."""
+    from overlord import secrets
+
+    secret_url = "https://hooks.example/services/" + TOKEN
+    monkeypatch.setenv("OVERLORD_SLACK_WEBHOOK", secret_url)
+    config = configure(
+        workspace,
+        notify=[
+            {"url_env": "OVERLORD_SLACK_WEBHOOK", "format": "slack"},
+            hook("https://in-file.example/hook/another-token"),
+        ],
+    )
+    assert "OVERLORD_SLACK_WEBHOOK" not in secrets.scrubbed_env(config)
+    said = secrets.redact(f"echo {secret_url}; curl https://in-file.example/hook/another-token")
+    assert TOKEN not in said and "another-token" not in said
+
+
 def test_notify_test_sends_a_sample_to_every_webhook(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
