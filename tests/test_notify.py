@@ -112,11 +112,34 @@ def test_what_a_webhook_is_told(workspace: Workspace, monkeypatch: pytest.Monkey
     slack = notify.payload(config.notify[1], pending)["text"]
     assert "`overlord approve abc1234567`" in slack
     assert "<!channel>" not in slack and "&lt;!channel&gt;" in slack  # no mass ping
+    push = notify.facts(plan, PlanState.AWAITING_PUSH, config)
+    assert push.state == "awaiting-push" and push.approve == "overlord approve abc1234567"
+    assert "approval to push" in notify.slack_text(push)
     failing = notify.facts(plan, PlanState.FAILING, config)
     assert failing.state == "failed" and failing.approve is None
     assert failing.reason == "s2 run-tests api: tests failed with key ***"  # one line, redacted
     assert notify.label(1, config.notify[0]) == "webhook 1 (json, http://127.0.0.1:9/…)"
     assert notify.label(2, config.notify[1]) == "webhook 2 (slack, $HOOK)"
+
+
+def test_a_cancel_is_told_as_cancelled_not_as_a_failure(workspace: Workspace) -> None:
+    """Every committed transition notifies (here made on the store directly); a cancel
+    rolls back through `failing`, which is not a failure to report."""
+    from overlord.store import Store
+
+    with HookServer() as server:
+        config = configure(
+            workspace, notify=[hook(server.url(), "json", ["running", "failed", "cancelled"])]
+        )
+        notify.install(config)
+        assert config.state_url
+        store = Store(config.state_url)
+        plan = DispatchPlan(task="run tests in tools", state=PlanState.RUNNING, steps=[])
+        store.save(plan)
+        assert store.transition(plan.id, PlanState.FAILING, error="cancelled")
+        assert store.transition(plan.id, PlanState.CANCELLED, expect=[PlanState.FAILING])
+        assert webhooks.wait_idle(30)
+        assert sorted(b["state"] for b in server.bodies()) == ["cancelled", "running"]
 
 
 def test_webhook_urls_are_secrets(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
