@@ -12,6 +12,7 @@ they shut down, any other process at exit.
 from __future__ import annotations
 
 import atexit
+import http.client
 import json
 import threading
 import time
@@ -94,8 +95,7 @@ class Delivery:
         url = notify.target(self.hook)
         if url is None:
             return Result(self.label, False, f"${self.hook.url_env} is not set")
-        result = post(url, body, self.label, self)
-        return result
+        return post(url, body, self.label, self)
 
     def finish(self, result: Result) -> None:
         """Record ``result`` on the plan, once (the sender or ``drain``, whichever first)."""
@@ -117,6 +117,8 @@ class Delivery:
 def post(url: str, body: dict[str, object], label: str, delivery: Delivery | None = None) -> Result:
     """POST ``body`` as JSON to ``url``: up to ``ATTEMPTS`` attempts with backoff. The
     result names the webhook by ``label`` and never holds the URL."""
+    if not url.startswith(("http://", "https://")):
+        return Result(label, False, "not an http:// or https:// URL")
     data = json.dumps(body).encode()
     problem = ""
     for attempt in range(1, ATTEMPTS + 1):
@@ -141,7 +143,7 @@ def post(url: str, body: dict[str, object], label: str, delivery: Delivery | Non
             problem = f"HTTP {exc.code}"
         except urllib.error.URLError as exc:
             problem = _reason(exc.reason)
-        except (TimeoutError, OSError) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:
             problem = _reason(exc)
         problem = problem.replace(url, "<url>")
         if attempt < ATTEMPTS:
@@ -154,12 +156,14 @@ def _reason(reason: object) -> str:
         return f"no answer within {TIMEOUT:.0f} s"
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror
-    return type(reason).__name__ if not isinstance(reason, str) else reason
+    if isinstance(reason, http.client.RemoteDisconnected):
+        return "the server closed the connection without answering"
+    return reason if isinstance(reason, str) else type(reason).__name__
 
 
 def send(config: Config, plan_id: str, state: PlanState, hooks: list[tuple[int, Webhook]]) -> None:
     """Start one delivery thread per webhook and return at once."""
-    global_atexit()
+    _drain_at_exit()
     for index, hook in hooks:
         delivery = Delivery(config, plan_id, state, index, hook)
         with _done:
@@ -170,7 +174,7 @@ def send(config: Config, plan_id: str, state: PlanState, hooks: list[tuple[int, 
         thread.start()
 
 
-def global_atexit() -> None:
+def _drain_at_exit() -> None:
     with _lock:
         if not _atexit[0]:
             _atexit[0] = True

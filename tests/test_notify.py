@@ -395,3 +395,16 @@ def test_a_beat_run_that_becomes_a_pending_proposal_notifies_too(
         # one proposal per entry: beat firing again does not notify again
         assert {b["plan"] for b in server.bodies()} == {first["plan"]}
         assert deliveries(workspace, first["plan"])[0].startswith("pending -> webhook 1 (json")
+
+
+def test_a_url_env_holding_no_url_is_reported_without_its_value(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OVERLORD_BAD_HOOK", "hooks.example/" + TOKEN)  # no scheme
+    configure(workspace, notify=[{"url_env": "OVERLORD_BAD_HOOK"}])
+    res = cli(workspace.config_path, "notify", "--test")
+    assert res.code == 1
+    assert res.out.strip() == (
+        "webhook 1 (json, $OVERLORD_BAD_HOOK): not delivered (not an http:// or https:// URL)"
+    )
+    assert TOKEN not in res.text
