@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from overlord import lifecycle
 from overlord.autonomy import AutonomyPolicy, Verdict
 from overlord.checkout import head_name, require_branch, require_clean
 from overlord.config import ActionKind, Config
 from overlord.errors import OverlordError, PlanError, RepoNotFound
 from overlord.git import Git
+from overlord.lifecycle import Move
 from overlord.plan import DispatchPlan, PlanState, StepState
 from overlord.scope import TRAITS
 from overlord.store import Store
@@ -153,10 +155,10 @@ def run(
             _require_workers(runtime, plan, {s.queue for s in plan.steps if not s.state.finished})
         if plan.state is PlanState.RUNNING and not runtime.embedded:
             _refuse_if_busy(runtime, plan)
-        if not store.transition(
+        if not lifecycle.move(
+            store,
             plan.id,
-            PlanState.RUNNING,
-            expect=[PlanState.QUEUED, PlanState.RUNNING],
+            Move.START,
             original_branches=_record_branches(config, plan),
             owner=_owner(runtime.embedded),
         ):
@@ -243,12 +245,7 @@ def push(
         assert runtime.app is not None
         if not detach:
             _require_workers(runtime, store.load(plan_id), set())
-        if not store.transition(
-            plan_id,
-            PlanState.RUNNING,
-            expect=[PlanState.AWAITING_PUSH, PlanState.FAILED],
-            push_approved=True,
-        ):
+        if not lifecycle.move(store, plan_id, Move.APPROVE_PUSH, push_approved=True):
             raise PlanError(f"plan {plan_id} is not waiting for a push")
         compile_push(runtime.app, store.load(plan_id)).apply_async()
         if detach and not runtime.embedded:
@@ -297,9 +294,7 @@ def approve(
     if plan.state is not PlanState.PENDING:
         raise PlanError(f"plan {plan.id} is {plan.state.value}: there is nothing to approve")
     preflight(config, plan)
-    if not store.transition(
-        plan.id, PlanState.QUEUED, expect=[PlanState.PENDING], person_approved=True
-    ):
+    if not lifecycle.move(store, plan.id, Move.APPROVE, person_approved=True):
         raise PlanError(f"plan {plan.id} was approved or changed meanwhile; nothing to do")
     store.event(plan.id, None, "approved", "approved by a person")
     return run(config, plan.id, follow=follow, detach=detach)
@@ -308,9 +303,7 @@ def approve(
 def reject(config: Config, plan_id: str) -> DispatchPlan:
     store = store_for(config)
     plan = store.load(plan_id)
-    if not store.transition(
-        plan.id, PlanState.REJECTED, expect=[PlanState.PENDING, PlanState.AWAITING_PUSH]
-    ):
+    if not lifecycle.move(store, plan.id, Move.REJECT):
         raise PlanError(
             f"plan {plan.id} is {plan.state.value}: only a waiting plan can be rejected"
         )
@@ -365,9 +358,7 @@ def cancel(config: Config, plan_id: str, *, follow: Follow | None = None) -> Dis
     store = store_for(config)
     plan = store.load(plan_id)
     if plan.state is PlanState.PENDING:
-        store.transition(
-            plan.id, PlanState.CANCELLED, expect=[PlanState.PENDING], error="cancelled"
-        )
+        lifecycle.move(store, plan.id, Move.CANCEL_PROPOSAL, error="cancelled")
         return store.load(plan.id)
     pushed = [
         s.project or s.id

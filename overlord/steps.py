@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from overlord import lifecycle
 from overlord.actions import Context, action_for
 from overlord.checkout import head_name
 from overlord.config import ActionKind, Config
@@ -162,16 +163,21 @@ def finish_rollback(config: Config, plan_id: str) -> PlanState:
         if e["kind"] == "undo-failed"
     ]
     cancelled = plan.error == "cancelled"
-    if failed_undos or problems:
-        final = PlanState.FAILED
-        note = f"rollback incomplete: {', '.join(failed_undos + problems)}"
+    # a push that landed is counted: such a plan never reads rolled-back
+    pushed = [
+        s.project or s.id
+        for s in plan.steps
+        if s.kind is ActionKind.PUSH and s.state is StepState.SUCCEEDED
+    ]
+    if failed_undos or problems or pushed:
+        final = lifecycle.Move.ROLLBACK_INCOMPLETE
+        left = failed_undos + problems + [f"{p} was pushed to its remote" for p in pushed]
+        note = f"rollback incomplete: {', '.join(left)}"
     else:
-        final = PlanState.CANCELLED if cancelled else PlanState.ROLLED_BACK
+        final = lifecycle.Move.CANCELLED if cancelled else lifecycle.Move.ROLLED_BACK
         note = f"rolled back: undid {', '.join(undone) or 'nothing'}"
     # once per plan, even if two rollbacks of it ran (a resume during a rollback)
-    if store.transition(
-        plan_id, final, expect=[PlanState.FAILING], undone=undone, notes=[*plan.notes, note]
-    ):
+    if lifecycle.move(store, plan_id, final, undone=undone, notes=[*plan.notes, note]):
         remember_outcome(config, store.load(plan_id))
     return store.state(plan_id)
 
@@ -195,12 +201,12 @@ def finish(config: Config, plan_id: str) -> PlanState:
     if failed:
         names = ", ".join(f"{s.project or s.id}" for s in failed)
         error = f"push failed for {names}; fix the remote, then `overlord resume {plan_id}`"
-        store.transition(plan_id, PlanState.FAILED, expect=[PlanState.RUNNING], error=error)
+        lifecycle.move(store, plan_id, lifecycle.Move.PUSH_FAILED, error=error)
     elif pending_push:
-        store.transition(plan_id, PlanState.AWAITING_PUSH, expect=[PlanState.RUNNING])
+        lifecycle.move(store, plan_id, lifecycle.Move.AWAIT_PUSH)
         return PlanState.AWAITING_PUSH
     else:
-        store.transition(plan_id, PlanState.SUCCEEDED, expect=[PlanState.RUNNING])
+        lifecycle.move(store, plan_id, lifecycle.Move.SUCCEED)
     final = store.load(plan_id)
     remember_outcome(config, final)
     return final.state
@@ -219,20 +225,33 @@ def fail(config: Config, plan_id: str, *, cancelled: bool = False) -> bool:
         if cancelled
         else "; ".join(f"{s.id}: {s.error}" for s in failed) or "a step failed"
     )
-    live = [PlanState.RUNNING, PlanState.QUEUED]
-    if cancelled:
-        live += [PlanState.AWAITING_PUSH, PlanState.FAILING, PlanState.FAILED, PlanState.REJECTED]
     if not config.dispatch.rollback_on_failure and not cancelled:
-        store.transition(
+        lifecycle.move(
+            store,
             plan_id,
-            PlanState.FAILED,
-            expect=live,
+            lifecycle.Move.FAIL_AND_KEEP,
             error=error,
             notes=[*plan.notes, "rollback_on_failure is off: state left for inspection"],
         )
         remember_outcome(config, store.load(plan_id))
         return False
-    return store.transition(plan_id, PlanState.FAILING, expect=live, error=error)
+    if any(s.kind is ActionKind.PUSH and s.state is StepState.SUCCEEDED for s in plan.steps):
+        return False  # a push landed: never rolled back (``overlord cancel`` says so too)
+    move = lifecycle.Move.CANCEL if cancelled else lifecycle.Move.FAIL
+    return lifecycle.move(store, plan_id, move, error=error)
+
+
+def check_rollback_done(config: Config, plan_id: str, plan: lifecycle.View) -> str | None:
+    """Why ``overlord.rollback_done`` may not settle the plan yet (None: it may): every
+    step to undo must have been undone (or its undo reported failed)."""
+    refused = lifecycle.admit_rollback(plan)
+    if refused:
+        return refused
+    assert config.state_url
+    events = Store(config.state_url).events(plan_id)
+    undone = {e["step_id"] for e in events if e["kind"] in ("undo", "undo-failed")}
+    running = [i for i, s in plan.steps.items() if s.state is StepState.RUNNING]
+    return lifecycle.admit_rollback_done(plan, undone, running)
 
 
 #: Seconds past its timeout after which a running step counts as lost with its worker.

@@ -68,6 +68,10 @@ _PLAN_STATE = (
 )
 _PLAN_STATE_READ = select(schema.plans.c.state).where(schema.plans.c.id == bindparam("pid"))
 _STEP_ROW = select(schema.steps).where(_THIS_STEP)
+_GATE_PLAN = select(schema.plans.c.state, schema.plans.c.doc).where(
+    schema.plans.c.id == bindparam("pid")
+)
+_GATE_STEPS = select(_S.step_id, _S.state, _S.data, _S.undo).where(_S.plan_id == bindparam("pid"))
 _EVENT = schema.events.insert().values(
     plan_id=bindparam("pid"),
     step_id=bindparam("sid"),
@@ -246,10 +250,21 @@ class Store:
             raise PlanNotFound(f"no plan with id {plan_id!r}")
         return PlanState(value)
 
+    def gate_view(self, plan_id: str) -> tuple[str, dict[str, Any], list[dict[str, Any]]] | None:
+        """A plan's state, document and step rows (id, state, data, undo) as two cheap
+        reads, for the lifecycle gate; None when there is no plan ``plan_id`` (in full)."""
+        plans = hotpath.read(self.url, _GATE_PLAN, {"pid": plan_id})
+        if not plans:
+            return None
+        rows = hotpath.read(self.url, _GATE_STEPS, {"pid": plan_id})
+        return plans[0]["state"], dict(plans[0]["doc"] or {}), rows
+
     def transition(
         self, plan_id: str, to: PlanState, *, expect: Iterable[PlanState] | None = None, **doc: Any
     ) -> bool:
-        """Move a plan to ``to`` if it is in one of ``expect``; True if this call moved it."""
+        """Move a plan to ``to`` if it is in one of ``expect``; True if this call moved it.
+
+        Called only by ``overlord.lifecycle.move`` (the table of allowed transitions)."""
         with db.write(self.url) as conn:
             row = conn.execute(
                 select(schema.plans.c.state, schema.plans.c.doc)

@@ -8,14 +8,16 @@ never a secret; each message also carries a display name (``shadow``, from
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
 from celery.canvas import Signature
 
-from overlord import steps
+from overlord import lifecycle, steps
 from overlord.config import ActionKind, Config
 from overlord.errors import StepFailed
+from overlord.lifecycle import View
 
 #: Seconds between two checks, by the rollback, that no step of the plan is still running.
 ROLLBACK_POLL = 0.2
@@ -50,8 +52,32 @@ def rollback_signature(app: Celery, plan_id: str) -> Signature:
     )
 
 
+def _gate(
+    task: Task, plan_id: Any, step_id: Any, check: Callable[[View], str | None]
+) -> dict[str, Any] | None:
+    """None when the message fits the plan as recorded; else it is refused (recorded as
+    an event on the plan, from which worker) and its answer is returned. SPEC §4.6."""
+    from overlord.store import Store
+
+    config = _config(task)
+    assert config.state_url
+    store = Store(config.state_url)
+    worker = task.request.hostname or "worker"
+    ids_ok = isinstance(plan_id, str) and (step_id is None or isinstance(step_id, str))
+    plan = lifecycle.view(store, plan_id) if ids_ok else None
+    if plan is None:
+        return lifecycle.refuse(
+            store, None, None, task.name, worker, f"no plan {str(plan_id)[:40]!r}"
+        )
+    why = check(plan)
+    if why is None:
+        return None
+    return lifecycle.refuse(store, plan_id, step_id, task.name, worker, why)
+
+
 def register(app: Celery) -> None:
-    """Register every Overlord task on ``app``.
+    """Register every Overlord task on ``app``; each passes ``overlord.lifecycle``'s gate
+    before it acts.
 
     ``shared=False``: Celery's default adds every task to each app created later in the
     process, where the first app's functions (and their closures) would win; each app
@@ -63,29 +89,45 @@ def register(app: Celery) -> None:
         # line, without a traceback
         @app.task(name=step_task_name(kind), bind=True, shared=False, throws=(StepFailed,))
         def run_step(self: Task, plan_id: str, step_id: str) -> dict[str, Any]:
+            refused = _gate(
+                self, plan_id, step_id, lambda p: lifecycle.admit_step(p, step_id, kind)
+            )
+            if refused is not None:
+                return refused
             return steps.execute(_config(self), plan_id, step_id, self.request.hostname or "worker")
 
     for kind in ActionKind:
         make_step_task(kind)
 
     @app.task(name="overlord.finish", bind=True, shared=False)
-    def finish(self: Task, plan_id: str) -> str:
+    def finish(self: Task, plan_id: str) -> str | dict[str, Any]:
+        refused = _gate(self, plan_id, None, lifecycle.admit_finish)
+        if refused is not None:
+            return refused
         return steps.finish(_config(self), plan_id).value
 
     @app.task(name="overlord.plan_failed", bind=True, shared=False)
-    def plan_failed(self: Task, plan_id: str, cancelled: bool = False) -> bool:
+    def plan_failed(self: Task, plan_id: str, cancelled: bool = False) -> bool | dict[str, Any]:
         """Error callback of every step: fail the plan once, then start the rollback."""
-        if steps.fail(_config(self), plan_id, cancelled=cancelled):
+        refused = _gate(
+            self, plan_id, None, lambda p: lifecycle.admit_plan_failed(p, cancelled is not False)
+        )
+        if refused is not None:
+            return refused
+        if steps.fail(_config(self), plan_id):
             rollback_signature(self.app, plan_id).apply_async()
             return True
         return False
 
     @app.task(name="overlord.rollback", bind=True, max_retries=None, shared=False)
-    def rollback(self: Task, plan_id: str) -> list[str]:
+    def rollback(self: Task, plan_id: str) -> list[str] | dict[str, Any]:
         """Wait until no step of the plan runs, then undo completed steps in reverse."""
         from overlord.store import Store
         from overlord.tasks.compiler import compile_rollback
 
+        refused = _gate(self, plan_id, None, lifecycle.admit_rollback)
+        if refused is not None:
+            return refused
         config = _config(self)
         if steps.running_steps(config, plan_id):
             raise self.retry(countdown=ROLLBACK_POLL)
@@ -97,8 +139,16 @@ def register(app: Celery) -> None:
 
     @app.task(name="overlord.undo", bind=True, shared=False)
     def undo(self: Task, plan_id: str, step_id: str) -> dict[str, Any]:
+        refused = _gate(self, plan_id, step_id, lambda p: lifecycle.admit_undo(p, step_id))
+        if refused is not None:
+            return refused
         return steps.undo(_config(self), plan_id, step_id)
 
     @app.task(name="overlord.rollback_done", bind=True, shared=False)
-    def rollback_done(self: Task, plan_id: str) -> str:
+    def rollback_done(self: Task, plan_id: str) -> str | dict[str, Any]:
+        refused = _gate(
+            self, plan_id, None, lambda p: steps.check_rollback_done(_config(self), plan_id, p)
+        )
+        if refused is not None:
+            return refused
         return steps.finish_rollback(_config(self), plan_id).value

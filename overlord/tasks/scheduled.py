@@ -113,10 +113,9 @@ def _pending_for(config: Config, name: str) -> str | None:
 
 def enqueue(config: Config, plan_id: str, app: Celery, *, schedule: str) -> None:
     """Mark the queued plan running and send its canvas to the workers (no waiting)."""
-    from overlord import runner
+    from overlord import lifecycle, runner
     from overlord.checkout import head_name
     from overlord.git import Git
-    from overlord.plan import PlanState
     from overlord.tasks.compiler import compile_plan
 
     store = runner.store_for(config)
@@ -133,10 +132,10 @@ def enqueue(config: Config, plan_id: str, app: Celery, *, schedule: str) -> None
         "embedded": False,
         "schedule": schedule,
     }
-    if not store.transition(
+    if not lifecycle.move(
+        store,
         plan_id,
-        PlanState.RUNNING,
-        expect=[PlanState.QUEUED],
+        lifecycle.Move.START,
         original_branches=branches,
         owner=owner,
     ):
