@@ -168,6 +168,8 @@ def _tag_prepare(ctx: Context) -> Undo:
 def _tag_run(ctx: Context, undo: Undo) -> str:
     message = ctx.params.get("message") or f"Release {undo['tag']}"
     ctx.git.tag_annotated(undo["tag"], message, undo["commit"])
+    # the tag object the push will send (``overlord.tested``)
+    undo["object"] = ctx.git.ref_target(f"refs/tags/{undo['tag']}")
     return f"tagged {undo['commit'][:10]} as {undo['tag']}"
 
 
@@ -267,15 +269,12 @@ def _clean_undo(ctx: Context, undo: Undo) -> str:
 
 
 def _push_prepare(ctx: Context) -> Undo:
+    """The object ids the plan left each ref at (what its tests ran on); refused when a
+    branch moved since (``overlord.tested``)."""
+    from overlord import tested
+
     git = ctx.git
-    refs = [f"refs/heads/{b}" for b in ctx.params.get("branches", [])]
-    refs += [f"refs/tags/{t}" for t in ctx.params.get("tags", [])]
-    want = {}
-    for ref in refs:
-        target = git.ref_target(ref)
-        if target is None:
-            raise MissingBranch(f"{git.path}: nothing to push at {ref}")
-        want[ref] = target
+    want = tested.refs_to_push(ctx.config, ctx.plan_id, ctx.step)
     remote = git.remote_named(ctx.project.remote)
     if remote is None:
         raise StepFailed(
@@ -286,14 +285,16 @@ def _push_prepare(ctx: Context) -> Undo:
 
 
 def _push_run(ctx: Context, undo: Undo) -> str:
-    refspecs = [f"{ref}:{ref}" for ref in undo["refs"]]
+    """``git push --atomic REMOTE <sha>:<ref> ...``: exactly the recorded objects."""
+    refspecs = [f"{sha}:{ref}" for ref, sha in undo["refs"].items()]
     try:
         ctx.git.push_atomic(undo["remote"], refspecs)
     except GitError as exc:
         raise StepFailed(
             f"push of {ctx.project.name} to {undo['remote']} rejected: {exc.message}"
         ) from None
-    return f"pushed {', '.join(undo['refs'])} to {undo['remote']}"
+    pushed = ", ".join(f"{ref} ({sha[:10]})" for ref, sha in undo["refs"].items())
+    return f"pushed {pushed} to {undo['remote']}"
 
 
 def _push_done(ctx: Context, undo: Undo) -> bool:

@@ -105,6 +105,10 @@ class MetadataError(OverlordError):
     """Packaging metadata (pyproject.toml) cannot be read or edited as needed."""
 
 
+class PushRefused(OverlordError):
+    """A push would send something other than what the plan tested (a branch moved)."""
+
+
 # --- execution (exit 1) ----------------------------------------------------
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from overlord import lifecycle
+from overlord import lifecycle, tested
 from overlord.autonomy import AutonomyPolicy, Verdict
 from overlord.checkout import head_name, require_branch, require_clean
 from overlord.config import ActionKind, Config
@@ -245,6 +245,8 @@ def push(
         assert runtime.app is not None
         if not detach:
             _require_workers(runtime, store.load(plan_id), set())
+        # exactly what was tested: a branch that moved since keeps the plan waiting
+        tested.check_unmoved(config, store.load(plan_id))
         if not lifecycle.move(store, plan_id, Move.APPROVE_PUSH, push_approved=True):
             raise PlanError(f"plan {plan_id} is not waiting for a push")
         compile_push(runtime.app, store.load(plan_id)).apply_async()
