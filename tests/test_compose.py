@@ -48,9 +48,14 @@ def compose_binary() -> Path:
     return Path(compose_pkg.__file__).parent / "docker-compose"
 
 
-def env_for_config(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OVERLORD_", "COMPOSE_"))}
-    env.update(HOME="/home/someone", **extra)
+#: The credentials compose.yaml requires (SPEC §4.6).
+CREDENTIALS = {"REDIS_PASSWORD": "redisPW123", "FLOWER_BASIC_AUTH": "admin:flowerPW456"}
+
+
+def env_for_config(credentials: bool = True, **extra: str) -> dict[str, str]:
+    drop = ("OVERLORD_", "COMPOSE_", *CREDENTIALS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(HOME="/home/someone", **(CREDENTIALS if credentials else {}), **extra)
     return env
 
 
@@ -133,13 +138,15 @@ def test_volumes_env_and_secrets_are_consistent() -> None:
         assert f"{config_dir}:{config_dir}" in mounts, name
         assert f"{workspace}:{workspace}" in mounts, name
         assert env["OVERLORD_CONFIG"] == f"{config_dir}/overlord.yml"
-        assert env["OVERLORD_BROKER_URL"].startswith("${OVERLORD_BROKER_URL:-redis://redis:")
+        assert env["OVERLORD_BROKER_URL"].startswith(
+            "${OVERLORD_BROKER_URL:-redis://:${REDIS_PASSWORD:?"
+        )
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
         for key, value in env.items():
             value = str(value)
             # secrets only from the environment: never a literal value in the file
             if re.search(r"KEY|TOKEN|PASSWORD|SECRET|AUTH", key):
-                assert re.fullmatch(r"\$\{" + key + r"(:-[^}]*)?\}", value), (name, key)
+                assert re.fullmatch(r"\$\{" + key + r"(:[-?][^}]*)?\}", value), (name, key)
             assert "sk-" not in value
         if name.startswith("worker-") and name != "worker-direct":
             assert "ports" not in service
@@ -177,6 +184,14 @@ def test_docker_compose_config_validates_the_file(tmp_path: Path) -> None:
         "/home/someone/.atom/overlord.yml"
     )
     assert services["beat"]["command"][:2] == ["overlord", "beat"]
+    for name in ("worker-direct", "beat", "flower"):  # every broker URL carries the password
+        assert services[name]["environment"]["OVERLORD_BROKER_URL"] == (
+            "redis://:redisPW123@redis:6379/0"
+        )
+    assert "--requirepass" in " ".join(services["redis"]["command"])
+    assert services["redis"]["environment"]["REDIS_PASSWORD"] == "redisPW123"
+    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "admin:flowerPW456"
+    assert "FLOWER_UNAUTHENTICATED_API" not in services["flower"]["environment"]
     # the validator does reject a broken file
     broken = tmp_path / "compose.yaml"
     broken.write_text(COMPOSE_FILE.read_text().replace("restart: unless-stopped", "restart: [x]"))
@@ -188,6 +203,25 @@ def test_docker_compose_config_validates_the_file(tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad.returncode != 0
+
+
+@pytest.mark.parametrize("missing", sorted(CREDENTIALS))
+def test_docker_compose_config_fails_without_each_credential(missing: str) -> None:
+    for value in (None, ""):
+        env = env_for_config()
+        if value is None:
+            env.pop(missing)
+        else:
+            env[missing] = value
+        out = subprocess.run(
+            [str(compose_binary()), "-f", str(COMPOSE_FILE), "config", "-q"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert out.returncode != 0, (missing, value)
+        assert missing in out.stderr, out.stderr
 
 
 # --- real containers --------------------------------------------------------------------

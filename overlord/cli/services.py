@@ -162,6 +162,36 @@ def worker_argv(
     ]
 
 
+#: Flower's basic-auth setting: ``user:password`` (several separated by commas).
+FLOWER_AUTH_ENV = "FLOWER_BASIC_AUTH"
+
+
+def _loopback(address: str) -> bool:
+    return address in ("localhost", "::1") or address.startswith("127.")
+
+
+def check_flower_access(address: str, auth: str | None, unauthenticated_api: bool) -> None:
+    """Refuse to expose Flower (its API can enqueue any task) without a credential."""
+    if auth is not None:
+        pairs = [p.partition(":") for p in auth.split(",")]
+        if not all(user and sep and password for user, sep, password in pairs):
+            raise ConfigError(
+                f"${FLOWER_AUTH_ENV} must be user:password with both parts non-empty "
+                "(several separated by commas)",
+                f"e.g. export {FLOWER_AUTH_ENV}=admin:$(openssl rand -hex 16)",
+            )
+    elif not _loopback(address):
+        raise ConfigError(
+            f"Flower on {address} needs ${FLOWER_AUTH_ENV}: its API can enqueue any task",
+            f"set {FLOWER_AUTH_ENV}=user:password, or bind 127.0.0.1 (the default)",
+        )
+    if unauthenticated_api and not _loopback(address):
+        raise ConfigError(
+            f"--unauthenticated-api on {address} would open Flower's API to the network",
+            "drop --unauthenticated-api, or bind 127.0.0.1",
+        )
+
+
 def _say(line: str) -> None:
     sys.stderr.write(clean(line) + "\n")
     sys.stderr.flush()
@@ -255,12 +285,17 @@ def register(app: typer.Typer) -> None:
         ] = False,
         config_path: ConfigOpt = None,
     ) -> None:
-        """Start Flower (monitoring UI and HTTP API) on the configured broker."""
+        """Start Flower (monitoring UI and HTTP API) on the configured broker.
+
+        Binds 127.0.0.1 unless --address says otherwise; $FLOWER_BASIC_AUTH
+        (user:password) is required off the loopback, and refused when empty or malformed.
+        """
         from overlord.tasks.app import make_app
         from overlord.tasks.runtime import check_broker
 
         config = load_config(config_path)
         broker = broker_for(config)
+        check_flower_access(address, os.environ.get(FLOWER_AUTH_ENV), unauthenticated_api)
         check_broker(broker)
         if unauthenticated_api:
             os.environ["FLOWER_UNAUTHENTICATED_API"] = "true"
