@@ -317,7 +317,7 @@ def reject(config: Config, plan_id: str) -> DispatchPlan:
         if plan.state is PlanState.AWAITING_PUSH
         else "rejected"
     )
-    store.update_doc(plan.id, notes=[*plan.notes, note])
+    store.update_doc(plan.id, add_notes=[note])
     from overlord.steps import remember_outcome
 
     rejected = store.load(plan.id)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     MetaData,
+    Sequence,
     String,
     Table,
     Text,
@@ -78,6 +79,11 @@ class JsonText(TypeDecorator[Any]):
 
 
 metadata = MetaData()
+
+#: Completion order of steps on PostgreSQL (created where sequences exist; SQLite, whose
+#: writers take turns, numbers completions with ``max + 1`` instead): two steps finishing
+#: at once never share a place in the order the rollback follows.
+finish_order = Sequence("overlord_finish_order", metadata=metadata)
 
 schema_version = Table(
     "schema_version",

@@ -177,7 +177,7 @@ def finish_rollback(config: Config, plan_id: str) -> PlanState:
         final = lifecycle.Move.CANCELLED if cancelled else lifecycle.Move.ROLLED_BACK
         note = f"rolled back: undid {', '.join(undone) or 'nothing'}"
     # once per plan, even if two rollbacks of it ran (a resume during a rollback)
-    if lifecycle.move(store, plan_id, final, undone=undone, notes=[*plan.notes, note]):
+    if lifecycle.move(store, plan_id, final, undone=undone, add_notes=[note]):
         remember_outcome(config, store.load(plan_id))
     return store.state(plan_id)
 
@@ -193,7 +193,7 @@ def finish(config: Config, plan_id: str) -> PlanState:
     # branch; its redelivery found the work done and did not act, so put it back here
     problems = restore_branches(config, plan)
     if problems:
-        store.update_doc(plan_id, notes=[*plan.notes, f"not restored: {'; '.join(problems)}"])
+        store.update_doc(plan_id, add_notes=[f"not restored: {'; '.join(problems)}"])
     failed = [s for s in plan.steps if s.state is StepState.FAILED]
     pending_push = [
         s for s in plan.steps if s.kind is ActionKind.PUSH and s.state is StepState.PENDING
@@ -231,7 +231,7 @@ def fail(config: Config, plan_id: str, *, cancelled: bool = False) -> bool:
             plan_id,
             lifecycle.Move.FAIL_AND_KEEP,
             error=error,
-            notes=[*plan.notes, "rollback_on_failure is off: state left for inspection"],
+            add_notes=["rollback_on_failure is off: state left for inspection"],
         )
         remember_outcome(config, store.load(plan_id))
         return False

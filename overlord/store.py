@@ -6,6 +6,7 @@ compare-and-set on the row, so a redelivered task or a second worker cannot act 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable
 from datetime import datetime
@@ -108,6 +109,8 @@ _FINISH_SUCCEEDED = _UPDATE_STEP.values(
     .where(_DONE.c.plan_id == bindparam("pid"))
     .scalar_subquery()
 )
+#: the same on PostgreSQL, where concurrent finishes would read the same ``max``
+_FINISH_SUCCEEDED_SEQ = _UPDATE_STEP.values(finished_seq=schema.finish_order.next_value())
 
 
 #: Notified after every plan transition committed in this process (``runner.wait``).
@@ -277,7 +280,7 @@ class Store:
                 return False
             values: dict[str, Any] = {"state": to.value, "updated_at": schema.utcnow()}
             if doc:
-                values["doc"] = {**row.doc, **_doc(doc)}
+                values["doc"] = _merged(row.doc, doc)
             conn.execute(update(schema.plans).where(schema.plans.c.id == plan_id).values(**values))
             _event(conn, plan_id, None, "plan", f"-> {to.value}")
         with _TRANSITIONS:
@@ -293,14 +296,16 @@ class Store:
             _TRANSITIONS.wait(timeout)
 
     def update_doc(self, plan_id: str, **doc: Any) -> None:
+        """Change keys of the plan's document (``add_notes=[...]`` appends to its notes);
+        the row is locked from the read to the write, so no concurrent change is lost."""
         with db.write(self.url) as conn:
             current = conn.execute(
-                select(schema.plans.c.doc).where(schema.plans.c.id == plan_id)
+                select(schema.plans.c.doc).where(schema.plans.c.id == plan_id).with_for_update()
             ).scalar()
             conn.execute(
                 update(schema.plans)
                 .where(schema.plans.c.id == plan_id)
-                .values(doc={**(current or {}), **_doc(doc)}, updated_at=schema.utcnow())
+                .values(doc=_merged(current or {}, doc), updated_at=schema.utcnow())
             )
 
     # --- steps --------------------------------------------------------------
@@ -344,7 +349,9 @@ class Store:
         with db.write(self.url) as conn:
             values: dict[str, Any] = {"endpoint": endpoint, "route_reason": reason}
             if tier is not None:
-                data = conn.execute(select(schema.steps.c.data).where(where)).scalar()
+                data = conn.execute(
+                    select(schema.steps.c.data).where(where).with_for_update()
+                ).scalar()
                 values["data"] = {**(data or {}), "tier": tier}
             conn.execute(update(schema.steps).where(where).values(**values))
 
@@ -371,7 +378,9 @@ class Store:
         detail = f"-> {state.value}" + (f": {values['error']}" if error else "")
         event = {**ids, "at": values["ended_at"], "kind": "step", "message": detail}
         with hotpath.step_write(self.url) as txn:
-            statement = _FINISH_SUCCEEDED if state is StepState.SUCCEEDED else _UPDATE_STEP
+            statement = _UPDATE_STEP
+            if state is StepState.SUCCEEDED:
+                statement = _FINISH_SUCCEEDED_SEQ if _sequences(self.url) else _FINISH_SUCCEEDED
             txn.execute(statement, {**ids, **values})
             txn.execute(_EVENT, event)
 
@@ -436,6 +445,21 @@ def _event(conn: Any, plan_id: str, step_id: str | None, kind: str, message: str
             "message": redact(message),
         },
     )
+
+
+def _merged(current: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    """``current`` with ``doc``'s keys set; ``add_notes`` is appended to the notes."""
+    added = doc.pop("add_notes", None) or []
+    out = {**current, **_doc(doc)}
+    if added:
+        out["notes"] = [*out.get("notes", []), *_doc({"notes": list(added)})["notes"]]
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _sequences(url: str) -> bool:
+    """Whether the database at ``url`` numbers completions with a sequence (PostgreSQL)."""
+    return not hotpath.direct(url) and db.engine_for(url).dialect.name == "postgresql"
 
 
 def _doc(doc: dict[str, Any]) -> dict[str, Any]:
