@@ -31,6 +31,10 @@ MINION_IMAGE_LOCAL = "overlord-minion-local:latest"
 MINION_IMAGE_CLOUD = "overlord-minion-cloud:latest"
 #: Where the process backend puts its minions' worktrees, inside the git common dir.
 OWN_WORKTREES = "overlord-worktrees"
+#: Distributed mode: seconds without a heartbeat after which a running step whose worker
+#: does not answer counts as lost and is sent again (``overlord.tasks.liveness``); also
+#: the lease of a repository's lock, which a killed worker's holds no longer than this.
+LOST_WORKER_SECONDS = 30
 #: Lease of a global concurrency slot; a slot of a killed worker returns after it.
 SLOT_LEASE_SECONDS = 60
 #: Plain-language translation by the planning model (overlord/translate.py): seconds a

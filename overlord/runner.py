@@ -27,6 +27,8 @@ from overlord.store import Store
 
 #: Seconds between two reads of the whole plan while following it (progress display).
 POLL = 0.1
+#: Seconds between two looks for lost workers' steps while following a distributed plan.
+TICK = 5.0
 #: Seconds between two reads of the plan's state while waiting for it to settle (a
 #: transition made in this process, by an in-process worker, ends the wait at once).
 STATE_POLL = 0.02
@@ -169,7 +171,28 @@ def run(
         compile_plan(runtime.app, plan, config.dispatch.max_concurrent_steps).apply_async()
         if detach and not runtime.embedded:
             return store.load(plan.id)
-        return wait(config, plan.id, follow=follow)
+        return wait(config, plan.id, follow=follow, tick=_recovery(runtime, config, plan.id))
+
+
+def _recovery(runtime: Runtime, config: Config, plan_id: str) -> Callable[[], list[str]] | None:
+    """Distributed: what the following ``dispatch`` does every ``TICK`` seconds: re-send
+    the steps of lost workers (``tasks.liveness``); the lines to show are every re-send
+    of the plan not shown yet, by whoever noticed first (this process or a worker)."""
+    if runtime.embedded or runtime.app is None:
+        return None
+    from overlord.tasks.liveness import recover
+
+    app, store = runtime.app, store_for(config)
+    shown: set[int] = set()
+
+    def tick() -> list[str]:
+        recover(app, config, plan_id)
+        resent = [e for e in store.events(plan_id) if e["kind"] == "re-sent"]
+        new = [e for e in resent if e["id"] not in shown]
+        shown.update(e["id"] for e in new)
+        return [e["message"] for e in new]
+
+    return tick
 
 
 def _require_workers(runtime: Runtime, plan: DispatchPlan, queues: set[str]) -> None:
@@ -212,14 +235,26 @@ def _refuse_if_busy(runtime: Runtime, plan: DispatchPlan) -> None:
 
 
 def wait(
-    config: Config, plan_id: str, *, follow: Follow | None = None, timeout: float | None = None
+    config: Config,
+    plan_id: str,
+    *,
+    follow: Follow | None = None,
+    timeout: float | None = None,
+    tick: Callable[[], list[str]] | None = None,
 ) -> DispatchPlan:
-    """Read the plan until it settles (a terminal state, or waiting for a person)."""
+    """Read the plan until it settles (a terminal state, or waiting for a person).
+
+    ``tick`` runs every ``TICK`` seconds meanwhile; the lines it returns are passed to
+    ``follow.notice`` when the follower has one (the CLI prints them)."""
     store = store_for(config)
     plan_id = store.resolve_id(plan_id)
     deadline = None if timeout is None else time.monotonic() + timeout
     shown = 0.0
+    ticked = time.monotonic()
     while True:
+        if tick is not None and time.monotonic() - ticked >= TICK:
+            ticked = time.monotonic()
+            _tick(tick, getattr(follow, "notice", None))
         # the plan's state is one cheap read; the whole plan is loaded for ``follow`` at
         # most every POLL seconds (and once at the end)
         state = store.state(plan_id)
@@ -231,6 +266,16 @@ def wait(
         if settled or late:
             return store.load(plan_id)
         store.wait_for_transition(STATE_POLL)
+
+
+def _tick(tick: Callable[[], list[str]], notice: Callable[[str], None] | None) -> None:
+    try:
+        lines = tick()
+    except Exception:  # a broker hiccup: the next tick tries again
+        return
+    for line in lines:
+        if notice is not None:
+            notice(line)
 
 
 def push(

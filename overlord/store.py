@@ -387,6 +387,21 @@ class Store:
     def set_step_state(self, plan_id: str, step_id: str, state: StepState) -> None:
         self._update_step(plan_id, step_id, state=state.value)
 
+    def reset_lost(self, plan_id: str, step_id: str, *, worker: str | None, attempts: int) -> bool:
+        """A lost step back to pending, only if still the same attempt (compare-and-set)."""
+        where = (
+            (schema.steps.c.plan_id == plan_id)
+            & (schema.steps.c.step_id == step_id)
+            & (schema.steps.c.state == StepState.RUNNING.value)
+            & (schema.steps.c.attempts == attempts)
+            & (schema.steps.c.worker == worker)
+        )
+        with db.write(self.url) as conn:
+            result = conn.execute(
+                update(schema.steps).where(where).values(state=StepState.PENDING.value)
+            )
+            return bool(result.rowcount)
+
     def reset_unfinished(self, plan_id: str) -> None:
         """Running steps of a dead run go back to pending (their idempotency check decides)."""
         with db.write(self.url) as conn:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from overlord.locks import lock_file
-from tests.dispatch_helpers import cli, configure
+import pytest
+
+from overlord.locks import PREFIX, lock_file
+from overlord.plan import PlanState
+from tests.dispatch_helpers import DB_DISTRIBUTED, cli, configure, redis_db_url, run_text
 from tests.kit import Workspace, git
 
 
@@ -29,3 +32,37 @@ def test_linked_worktree_project_stays_clean_between_plans(synced_workspace: Wor
     assert git(core, "rev-parse", "refs/tags/v0.9.6^{commit}") == git(core, "rev-parse", "main")
     assert git(linked, "symbolic-ref", "HEAD") == "refs/heads/linked"
     assert not (linked / "overlord.lock").exists()
+
+
+@pytest.mark.redis
+def test_distributed_steps_wait_for_the_repository_lease(
+    synced_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repository lock of distributed mode is a Redis lease: held elsewhere (another
+    machine sharing the workspace), a step on that repository waits for it."""
+    import threading
+
+    from overlord import defaults
+    from overlord.routing.broker import client
+    from overlord.tasks.liveness import Lease
+    from overlord.tasks.runtime import INPROCESS_WORKER_ENV
+
+    ws = synced_workspace
+    url = redis_db_url(DB_DISTRIBUTED)
+    monkeypatch.setenv(INPROCESS_WORKER_ENV, "1")
+    config = configure(ws, broker_url=url)
+    core = ws.repos["core"]
+    key = str(lock_file(core).parent)
+    other = Lease(client(url), key, 1, defaults.LOST_WORKER_SECONDS, prefix=PREFIX)
+    assert other.try_acquire("another-machine")
+    done: list[object] = []
+    thread = threading.Thread(
+        target=lambda: done.append(run_text(config, "tag core 0.9.7", yes=True)), daemon=True
+    )
+    thread.start()
+    thread.join(3)
+    assert thread.is_alive() and git(core, "tag", "-l", "v0.9.7") == ""  # waiting
+    other.release("another-machine")
+    thread.join(60)
+    assert done and done[0].state is PlanState.SUCCEEDED  # type: ignore[attr-defined]
+    assert git(core, "tag", "-l", "v0.9.7") == "v0.9.7"

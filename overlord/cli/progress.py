@@ -64,6 +64,13 @@ class Progress:
                     f"  {step.id} {step.kind.value} {step.project or ''}: {step.state.value}{detail}"
                 )
 
+    def notice(self, line: str) -> None:
+        """Something the follower did for the plan (a lost worker's step re-sent)."""
+        if self.live is not None:
+            self.live.console.print(line, markup=False, highlight=False)
+        elif not self.quiet:
+            say(f"  {line}")
+
 
 def exit_code(plan: DispatchPlan) -> int:
     if plan.state in (PlanState.SUCCEEDED, PlanState.REJECTED, PlanState.CANCELLED):

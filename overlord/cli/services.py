@@ -232,6 +232,9 @@ def register(app: typer.Typer) -> None:
             at_startup(config)
         celery_app = make_app(config, broker)
         guard = SlotGuard(celery_app, config, broker).connect()
+        from overlord.tasks.liveness import Watchdog
+
+        Watchdog(celery_app, config).start()  # re-sends the steps of lost workers
         _say(
             f"overlord worker: queues {','.join(chosen)} · concurrency {slots} · pool {pool} "
             f"· broker {masked(broker)}"

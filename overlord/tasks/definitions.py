@@ -94,7 +94,12 @@ def register(app: Celery) -> None:
             )
             if refused is not None:
                 return refused
-            return steps.execute(_config(self), plan_id, step_id, self.request.hostname or "worker")
+            from overlord.tasks.liveness import heartbeat
+
+            worker = self.request.hostname or "worker"
+            # distributed: the step's heartbeat, so a lost worker's step is sent again
+            with heartbeat(self.app, plan_id, step_id, worker):
+                return steps.execute(_config(self), plan_id, step_id, worker)
 
     for kind in ActionKind:
         make_step_task(kind)

@@ -1,0 +1,201 @@
+"""Lost workers recovered without a person (SPEC §4.3), in distributed mode.
+
+A worker running a step holds a lease in Redis, ``overlord:running:<plan>/<step>``,
+renewed every ``HEARTBEAT`` seconds (the step's heartbeat, with the worker's name as its
+token). A step whose database row says ``running`` but whose lease has run out (no
+renewal for ``defaults.LOST_WORKER_SECONDS``), and whose worker does not answer that it
+runs it, is lost: its worker died (SIGKILL, power, OOM) with the step's message unacknowledged,
+which Redis would only hand out again after the visibility timeout (an hour).
+
+Whoever notices first (the ``dispatch`` following the plan, the watchdog thread of any
+``overlord worker``, beat) re-sends it: the step's unacknowledged message, with its place
+in the canvas (chain, chord), is moved back to its queue by kombu's own
+``restore_by_tag`` — a Redis transaction on the ``unacked`` hash, so of several noticers
+exactly one moves it — and that one records the re-send (an event) and resets the step
+to pending by compare-and-set. The redelivered step is claimed again and its
+idempotency check (``steps.execute``) keeps it from acting twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+
+from overlord import defaults
+from overlord.config import Config
+from overlord.plan import PlanState, StepState, now
+from overlord.routing.semaphore import Semaphore
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two renewals of a running step's lease.
+HEARTBEAT = 5.0
+#: Seconds between two looks, by a worker's watchdog, at the running plans.
+WATCH_EVERY = 10.0
+PREFIX = "overlord:running:"
+
+
+class Lease(Semaphore):
+    """A lease of one holder renewed every ``HEARTBEAT`` seconds (not lease/3)."""
+
+    def _heartbeat(self, token: str, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT):
+            try:
+                if not self.refresh(token):
+                    self.try_acquire(token)
+            except Exception as exc:  # Redis hiccup: the next beat tries again
+                log.warning("heartbeat of %s not renewed: %s", self.name, exc)
+
+
+def distributed(app: Celery) -> bool:
+    """Whether ``app`` runs on a shared broker (not the embedded private server)."""
+    url = str(app.conf.broker_url or "")
+    return url.startswith(("redis://", "rediss://"))
+
+
+def _redis(app: Celery) -> Any:
+    from overlord.routing.broker import client
+
+    return client(str(app.conf.broker_url))
+
+
+def step_lease(app: Celery, plan_id: str, step_id: str) -> Semaphore:
+    return Lease(
+        _redis(app), f"{plan_id}/{step_id}", 1, defaults.LOST_WORKER_SECONDS, prefix=PREFIX
+    )
+
+
+@contextlib.contextmanager
+def heartbeat(app: Celery, plan_id: str, step_id: str, worker: str) -> Iterator[None]:
+    """Hold the step's lease while it runs (distributed mode; nothing in embedded mode)."""
+    if not distributed(app):
+        yield
+        return
+    with step_lease(app, plan_id, step_id).hold(token=worker):
+        yield
+
+
+def _still_runs(app: Celery, worker: str | None, plan_id: str, step_id: str) -> bool:
+    """Whether ``worker`` answers that it runs (or holds) the step. A fresh worker under
+    the same name answers, but without the step: that one is lost too."""
+    if not worker:
+        return False
+    try:
+        inspect = app.control.inspect(destination=[worker], timeout=1.0)
+        replies = [inspect.active() or {}, inspect.reserved() or {}]
+    except Exception:
+        return False
+    return any(
+        list(task.get("args") or [])[:2] == [plan_id, step_id]
+        for reply in replies
+        for tasks in reply.values()
+        for task in tasks
+    )
+
+
+def _message_tags(channel: Any, plan_id: str) -> dict[str, str]:
+    """Step id → delivery tag of the plan's unacknowledged step messages."""
+    found: dict[str, str] = {}
+    client = channel.client
+    for tag, raw in client.hscan_iter(channel.unacked_key):
+        try:
+            message = json.loads(raw)[0]
+            body = message["body"]
+            if message.get("properties", {}).get("body_encoding") == "base64":
+                body = base64.b64decode(body)
+            args = json.loads(body)[0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
+        if isinstance(args, list) and len(args) == 2 and args[0] == plan_id:
+            found[str(args[1])] = tag.decode() if isinstance(tag, bytes) else str(tag)
+    return found
+
+
+def recover(app: Celery, config: Config, plan_id: str) -> list[str]:
+    """Re-send the lost steps of a running plan; one line for each step re-sent."""
+    from overlord.store import Store
+
+    if not distributed(app) or not config.state_url:
+        return []
+    store = Store(config.state_url)
+    plan = store.load(plan_id)
+    if plan.state is not PlanState.RUNNING:
+        return []
+    limit = timedelta(seconds=defaults.LOST_WORKER_SECONDS)
+    suspects = [
+        s
+        for s in plan.steps
+        if s.state is StepState.RUNNING and s.started_at and now() - s.started_at > limit
+    ]
+    suspects = [s for s in suspects if step_lease(app, plan_id, s.id).in_use() == 0]
+    suspects = [s for s in suspects if not _still_runs(app, s.worker, plan_id, s.id)]
+    if not suspects:
+        return []
+    sent = []
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        tags = _message_tags(channel, plan_id)
+        for step in suspects:
+            tag = tags.get(step.id)
+            if tag is None or not _restore(channel, tag):
+                continue  # someone else re-sent it, or it is back in its queue already
+            line = (
+                f"re-sent step {step.id} ({step.kind.value} {step.project or ''}): its worker "
+                f"{step.worker} stopped answering"
+            )
+            store.reset_lost(plan_id, step.id, worker=step.worker, attempts=step.attempts)
+            store.event(plan_id, step.id, "re-sent", line)
+            sent.append(line)
+    return sent
+
+
+def _restore(channel: Any, tag: str) -> bool:
+    """Move the unacknowledged message ``tag`` back to its queue; True if this call did."""
+    client = channel.client
+    if not client.hexists(channel.unacked_key, tag):
+        return False
+    moved: list[str] = []
+
+    def transaction(pipe: Any) -> None:
+        moved.clear()  # a retry after a concurrent change starts again
+        payload = pipe.hget(channel.unacked_key, tag)
+        pipe.multi()
+        pipe.zrem(channel.unacked_index_key, tag)
+        pipe.hdel(channel.unacked_key, tag)
+        if payload:
+            message, exchange, routing_key = json.loads(payload)
+            # to the end the workers take from next (BRPOP): it was due long ago
+            channel._do_restore_message(message, exchange, routing_key, pipe, False)
+            moved.append(tag)
+
+    client.transaction(transaction, channel.unacked_key)
+    return bool(moved)
+
+
+class Watchdog(threading.Thread):
+    """A worker's look, every ``WATCH_EVERY`` seconds, for lost steps of running plans."""
+
+    def __init__(self, app: Celery, config: Config) -> None:
+        super().__init__(name="overlord-watchdog", daemon=True)
+        self.app, self.config = app, config
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from overlord.store import Store
+
+        while not self.stop.wait(WATCH_EVERY):
+            try:
+                assert self.config.state_url
+                for row in Store(self.config.state_url).list_plans("running"):
+                    for line in recover(self.app, self.config, row["id"]):
+                        log.warning("plan %s: %s", row["id"], line)
+            except Exception as exc:  # never stop watching
+                log.warning("watchdog: %s", exc)
