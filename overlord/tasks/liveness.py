@@ -1,9 +1,9 @@
 """Lost workers recovered without a person (SPEC §4.3), in distributed mode.
 
-A worker running a step holds a lease in Redis, ``overlord:running:<plan>/<step>``,
-renewed every ``HEARTBEAT`` seconds (the step's heartbeat, with the worker's name as its
-token). A step whose database row says ``running`` but whose lease has run out (no
-renewal for ``defaults.LOST_WORKER_SECONDS``), and whose worker does not answer that it
+A worker running a step keeps a key in Redis, ``overlord:running:<plan>/<step>`` (the
+worker's name), alive by renewing its expiry every ``HEARTBEAT`` seconds: the step's
+heartbeat. A step whose database row says ``running`` but whose heartbeat has run out
+(no renewal for ``defaults.LOST_WORKER_SECONDS``), and whose worker does not answer that it
 runs it, is lost: its worker died (SIGKILL, power, OOM) with the step's message unacknowledged,
 which Redis would only hand out again after the visibility timeout (an hour).
 
@@ -67,20 +67,41 @@ def _redis(app: Celery) -> Any:
     return client(str(app.conf.broker_url))
 
 
-def step_lease(app: Celery, plan_id: str, step_id: str) -> Semaphore:
-    return Lease(
-        _redis(app), f"{plan_id}/{step_id}", 1, defaults.LOST_WORKER_SECONDS, prefix=PREFIX
-    )
+def _beat_key(plan_id: str, step_id: str) -> str:
+    return f"{PREFIX}{plan_id}/{step_id}"
 
 
 @contextlib.contextmanager
 def heartbeat(app: Celery, plan_id: str, step_id: str, worker: str) -> Iterator[None]:
-    """Hold the step's lease while it runs (distributed mode; nothing in embedded mode)."""
+    """While the step runs, keep ``overlord:running:<plan>/<step>`` (the worker's name)
+    alive, renewed every ``HEARTBEAT`` seconds (distributed mode; nothing when embedded).
+    Not a lock: a redelivered step takes it over at once (the repository lock and the
+    step's claim keep two runs apart)."""
     if not distributed(app):
         yield
         return
-    with step_lease(app, plan_id, step_id).hold(token=worker):
+    client, key = _redis(app), _beat_key(plan_id, step_id)
+    ttl = int(defaults.LOST_WORKER_SECONDS * 1000)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                client.set(key, worker, px=ttl)
+            except Exception as exc:  # Redis hiccup: the next beat tries again
+                log.warning("heartbeat of %s not renewed: %s", key, exc)
+            if stop.wait(HEARTBEAT):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{step_id}", daemon=True)
+    thread.start()
+    try:
         yield
+    finally:
+        stop.set()
+        thread.join(timeout=1.0)
+        with contextlib.suppress(Exception):
+            client.delete(key)
 
 
 def _still_runs(app: Celery, worker: str | None, plan_id: str, step_id: str) -> bool:
@@ -135,7 +156,8 @@ def recover(app: Celery, config: Config, plan_id: str) -> list[str]:
         for s in plan.steps
         if s.state is StepState.RUNNING and s.started_at and now() - s.started_at > limit
     ]
-    suspects = [s for s in suspects if step_lease(app, plan_id, s.id).in_use() == 0]
+    client = _redis(app)
+    suspects = [s for s in suspects if not client.exists(_beat_key(plan_id, s.id))]
     suspects = [s for s in suspects if not _still_runs(app, s.worker, plan_id, s.id)]
     if not suspects:
         return []
