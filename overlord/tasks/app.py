@@ -46,8 +46,9 @@ def queues(config: Config) -> list[str]:
 
 def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) -> Celery:
     """A Celery app for ``config`` on ``broker_url`` (default: the config's ``broker_url``)."""
-    from overlord.tasks import definitions, health, scheduled
+    from overlord.tasks import definitions, health, kombu_fix, scheduled
 
+    kombu_fix.apply()  # a worker survives a broker restart
     broker = broker_url or (config.broker_url if config else None) or "redis://127.0.0.1:6379/0"
     app = Celery("overlord", set_as_current=False)
     app.conf.update(
