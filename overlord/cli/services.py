@@ -269,6 +269,9 @@ def register(app: typer.Typer) -> None:
         schedule.validate(config)
         check_broker(broker)
         celery_app = make_app(config, broker)
+        from overlord.tasks.liveness import Watchdog
+
+        Watchdog(celery_app, config).start()  # beat, too, re-sends the steps of lost workers
         path = schedule_file or config.state_dir / "celerybeat-schedule"
         entries = ", ".join(f"{n} ({e.cron})" for n, e in config.schedule.items())
         _say(f"overlord beat: {entries} · broker {masked(broker)} · state {path}")

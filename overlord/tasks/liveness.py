@@ -8,7 +8,7 @@ runs it, is lost: its worker died (SIGKILL, power, OOM) with the step's message 
 which Redis would only hand out again after the visibility timeout (an hour).
 
 Whoever notices first (the ``dispatch`` following the plan, the watchdog thread of any
-``overlord worker``, beat) re-sends it: the step's unacknowledged message, with its place
+``overlord worker`` and of ``overlord beat``) re-sends it: the step's unacknowledged message, with its place
 in the canvas (chain, chord), is moved back to its queue by kombu's own
 ``restore_by_tag`` — a Redis transaction on the ``unacked`` hash, so of several noticers
 exactly one moves it — and that one records the re-send (an event) and resets the step
@@ -203,7 +203,8 @@ def _restore(channel: Any, tag: str) -> bool:
 
 
 class Watchdog(threading.Thread):
-    """A worker's look, every ``WATCH_EVERY`` seconds, for lost steps of running plans."""
+    """A worker's (or beat's) look, every ``WATCH_EVERY`` seconds, for lost steps of
+    running plans."""
 
     def __init__(self, app: Celery, config: Config) -> None:
         super().__init__(name="overlord-watchdog", daemon=True)
