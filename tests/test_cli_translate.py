@@ -197,3 +197,62 @@ def test_supported_text_never_asks_the_model(synced_workspace: Workspace) -> Non
         assert server.chat_count == 0
     assert res.code == 0, res.text
     assert res.json()["translation"] is None
+
+
+def _converse(argv: list[str], answer: str, timeout: float = 120) -> tuple[int, str]:
+    """Run ``argv`` on a pseudo-terminal; answer the first question; (exit code, output)."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import time
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    out, asked = b"", False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not asked and b"Run this plan?" in out:
+                os.write(master, answer.encode() + b"\n")
+                asked = True
+        elif proc.poll() is not None:
+            break
+    code = proc.wait(timeout=30)
+    os.close(master)
+    return code, out.decode(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("answer", ["y", "n"])
+def test_a_person_answers_at_the_prompt(synced_workspace: Workspace, answer: str) -> None:
+    """At a terminal, --yes still asks; "y" runs the translation, "n" rejects it."""
+    from tests.dispatch_helpers import overlord_argv
+
+    ws = synced_workspace
+    before = workspace_snapshot(ws)
+    with ScriptedOpenAI([{"content": "\n".join(LINES)}]) as server:
+        use_model(ws, server)
+        code, out = _converse(
+            overlord_argv("--config", str(ws.config_path), "dispatch", "--yes", TEXT), answer
+        )
+    assert "understood as:" in out and "Run this plan?" in out, out
+    [row] = plans(ws)
+    plan = runner.store_for(config_module.load(ws.config_path)).load(row["id"])
+    assert code == 0, out
+    if answer == "y":
+        assert plan.state is PlanState.SUCCEEDED and plan.person_approved
+        assert tag_type(ws.repos["core"], "v0.2.0") == "tag"
+    else:
+        assert plan.state is PlanState.REJECTED and not plan.person_approved
+        assert workspace_snapshot(ws) == before

@@ -49,7 +49,7 @@ def _fresh(config: Config) -> Config:
 def run_entry(config: Config, name: str, app: Celery) -> dict[str, Any]:
     """Plan the schedule entry ``name`` and run it (approved) or propose it (pending)."""
     from overlord import planner, runner
-    from overlord.parser import parse
+    from overlord.parser import parse_all
     from overlord.plan import PlanState
     from overlord.registry import Registry
 
@@ -60,7 +60,9 @@ def run_entry(config: Config, name: str, app: Celery) -> dict[str, Any]:
             f"schedule entry {name!r} is no longer in the configuration",
             "restart `overlord beat` after editing schedule:",
         )
-    plan = planner.plan_for(parse(entry.task, Registry(config)), config)
+    # several instructions work as in dispatch; text no form matches is never sent to a
+    # model here: a translation needs a person, and a scheduled run has none
+    plan = planner.plan_for_all(parse_all(entry.task, Registry(config)), config)
     plan.scheduled_run = True
     plan.options = {**plan.options, "schedule": name}
     verdict = runner.decide(config, plan)
