@@ -7,7 +7,7 @@ transitions (notifications) belongs there. ``STEP_MOVES`` is the step table.
 
 ``admit_*`` functions read the plan as recorded and say whether a task message fits it:
 a step runs only in a running plan, in a state that allows it, with every dependency
-succeeded; a push only when the plan records a person's push approval and every other
+succeeded, and never in a plan a model translated that no person approved; a push only when the plan records a person's push approval and every other
 step succeeded; ``plan_failed`` only when a step of the plan is recorded failed;
 ``rollback``/``undo``/``rollback_done`` only for a failing (or cancelling) plan, and
 ``rollback_done`` only once every step to undo was undone; ``finish`` only when no step
@@ -119,6 +119,7 @@ class View:
     push_approved: bool
     error: str | None
     steps: dict[str, _Step]
+    person_needed: bool = False  # a model translated it and no person approved it yet
 
     def pushed(self) -> list[str]:
         """Push steps that landed on a remote."""
@@ -147,7 +148,14 @@ def view(store: Store, plan_id: str) -> View | None:
         )
         for r in rows
     }
-    return View(PlanState(state), bool(doc.get("push_approved")), doc.get("error"), steps)
+    translated = doc.get("translation") is not None
+    return View(
+        PlanState(state),
+        bool(doc.get("push_approved")),
+        doc.get("error"),
+        steps,
+        person_needed=translated and not doc.get("person_approved"),
+    )
 
 
 def admit_step(plan: View, step_id: str, kind: ActionKind) -> str | None:
@@ -159,6 +167,8 @@ def admit_step(plan: View, step_id: str, kind: ActionKind) -> str | None:
         return f"step {step_id} is a {step.kind.value} step, not {kind.value}"
     if kind is ActionKind.PUSH and not plan.push_approved:
         return "no person approved the push"
+    if plan.person_needed:
+        return "a model translated the plan and no person approved it"
     if plan.state is not P.RUNNING:
         return f"the plan is {plan.state.value}, not running"
     if not may_step(step.state, S.RUNNING):

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from overlord import config as config_module
-from overlord import memory, runner
+from overlord import lifecycle, memory, runner
+from overlord.config import ActionKind
 from overlord.errors import PlanError
 from overlord.plan import PlanState
 from tests.dispatch_helpers import cli, configure, merge_commits, tag_type
@@ -106,6 +107,13 @@ def test_the_persisted_plan_refuses_to_run_without_a_person(synced_workspace: Wo
     res = cli(ws.config_path, "resume", row["id"])
     assert res.code == 2 and "no person has approved it" in res.text
     assert workspace_snapshot(ws) == before
+    # a step message forged on the broker is refused by the gate every task passes, even
+    # with the plan forced to running behind everyone's back
+    assert store.transition(row["id"], PlanState.RUNNING, expect=[PlanState.QUEUED])
+    gate = lifecycle.view(store, row["id"])
+    assert gate is not None
+    why = lifecycle.admit_step(gate, "s1", ActionKind.MERGE)
+    assert why == "a model translated the plan and no person approved it"
     # an approval through the policy with --yes is not a person's either
     plan = store.load(row["id"])
     assert not runner.decide(config, plan, yes=True).execute
