@@ -2,8 +2,8 @@
 Celery task passes before it acts (SPEC §4.6).
 
 ``PLAN_MOVES`` names every plan transition with the states it may start from; ``move``
-is the single place a plan changes state (everything else calls it), so a hook on plan
-transitions (notifications) belongs there. ``STEP_MOVES`` is the step table.
+is the single place a plan changes state (everything else calls it), and it tells
+``notify`` (the webhooks) of each committed move. ``STEP_MOVES`` is the step table.
 
 ``admit_*`` functions read the plan as recorded and say whether a task message fits it:
 a step runs only in a running plan, in a state that allows it, with every dependency
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from overlord import notify
 from overlord.config import ActionKind
 from overlord.plan import PlanState, StepState
 from overlord.store import Store
@@ -93,7 +94,10 @@ def move(store: Store, plan_id: str, name: Move, **doc: Any) -> bool:
     """Make the plan transition ``name`` if the plan is in one of its source states;
     True when this call moved it. The single place plan states change."""
     sources, target = PLAN_MOVES[name]
-    return store.transition(plan_id, target, expect=sources, **doc)
+    moved = store.transition(plan_id, target, expect=sources, **doc)
+    if moved:  # committed: the webhooks listening for ``target`` are told, in the background
+        notify.entered(store.url, plan_id, target, cancelling=name is Move.CANCEL)
+    return moved
 
 
 def may_step(state: StepState, to: StepState) -> bool:

@@ -1,7 +1,8 @@
 """Plan notifications (SPEC §1 ``notify:``): what a webhook is told, and when.
 
-When a plan enters a state some ``notify:`` entry lists, ``Store`` calls ``entered``
-(after the change is committed); this hands the delivery to the background sender in
+When a plan enters a state some ``notify:`` entry lists, ``lifecycle.move`` (every
+transition) or ``Store.save`` (a plan saved as pending or queued) calls ``entered`` after
+the change is committed; this hands the delivery to the background sender in
 ``overlord.webhooks`` and returns at once, so a notification never blocks or fails the
 plan. Nothing here does I/O; the sender is imported only when something is to be sent.
 
@@ -44,11 +45,12 @@ def event_for(state: PlanState) -> str:
     return "failed" if state is PlanState.FAILING else state.value
 
 
-def entered(state_url: str, plan_id: str, state: PlanState) -> None:
+def entered(state_url: str, plan_id: str, state: PlanState, *, cancelling: bool = False) -> None:
     """A plan of ``state_url`` entered ``state`` (committed): notify, in the background,
-    every webhook listening for it. Returns at once; never raises."""
+    every webhook listening for it. Returns at once; never raises. A cancel rolls back
+    through ``failing`` (``cancelling``): that is no failure, ``cancelled`` follows."""
     config = _INSTALLED.get(state_url)
-    if config is None:
+    if config is None or (cancelling and state is PlanState.FAILING):
         return
     event = event_for(state)
     hooks = [(i, h) for i, h in enumerate(config.notify, 1) if event in h.events]

@@ -155,7 +155,7 @@ class Store:
             if rows:
                 conn.execute(schema.steps.insert(), rows)
             _event(conn, plan.id, None, "created", f"plan saved as {plan.state.value}")
-        notify.entered(self.url, plan.id, plan.state)  # webhooks, in the background
+        notify.entered(self.url, plan.id, plan.state)  # a plan born pending: webhooks
 
     def resolve_id(self, plan_id: str) -> str:
         """The full id of the plan ``plan_id`` names (a unique prefix works)."""
@@ -285,7 +285,6 @@ class Store:
             _event(conn, plan_id, None, "plan", f"-> {to.value}")
         with _TRANSITIONS:
             _TRANSITIONS.notify_all()
-        notify.entered(self.url, plan_id, to)  # webhooks, in the background
         return True
 
     @staticmethod

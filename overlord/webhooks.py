@@ -73,8 +73,7 @@ class Delivery:
     def run(self) -> None:
         try:
             said = self._facts()
-            if said is not None:
-                self.finish(self._send(notify.payload(self.hook, said)))
+            self.finish(self._send(notify.payload(self.hook, said)))
         except Exception as exc:  # never raised to anyone: recorded
             self.finish(Result(self.label, False, f"error: {type(exc).__name__}"))
         finally:
@@ -82,13 +81,11 @@ class Delivery:
                 _inflight.discard(self)
                 _done.notify_all()
 
-    def _facts(self) -> notify.Facts | None:
+    def _facts(self) -> notify.Facts:
         from overlord.store import Store
 
         assert self.config.state_url
         plan = Store(self.config.state_url).load(self.plan_id)
-        if self.state is PlanState.FAILING and plan.error == "cancelled":
-            return None  # a cancel is told by ``cancelled``, not as a failure
         return notify.facts(plan, self.state, self.config)
 
     def _send(self, body: dict[str, object]) -> Result:
