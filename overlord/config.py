@@ -132,6 +132,8 @@ class MinionsConfig(_Strict):
     image_cloud: str = defaults.MINION_IMAGE_CLOUD
     mem_limit: str = "2g"
     cpus: float = Field(default=1.0, gt=0)
+    pids_limit: int = Field(default=256, ge=16)
+    tmpfs_size: str = "512m"
     max_turns: int = Field(default=20, ge=1)
     docker_url: str | None = None
 

@@ -101,6 +101,10 @@ class EndpointUnavailable(OverlordError):
     """No model endpoint of the wanted tier is healthy."""
 
 
+class SandboxUnavailable(OverlordError):
+    """Code work needs a sandbox (a Docker engine) and none answers."""
+
+
 class MetadataError(OverlordError):
     """Packaging metadata (pyproject.toml) cannot be read or edited as needed."""
 

@@ -2,6 +2,10 @@
 
 ``python -m overlord.minion JOB_JSON [RESULT_JSON]`` writes the result JSON to RESULT_JSON and
 prints it as the last stdout line after ``OVERLORD_RESULT ``; exit 0 succeeded, 1 failed.
+
+The model is reached through ``relay``, the path of the worker's model relay socket
+(``overlord.relay``): the minion holds no API key and no endpoint URL. (``endpoint``, a
+plain URL called without credentials, is for running the runtime by hand.)
 """
 
 from __future__ import annotations
@@ -11,20 +15,20 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 RESULT_PREFIX = "OVERLORD_RESULT "
 MAX_OUTPUT, MAX_READ, MAX_LIST, MAX_HITS, MAX_MALFORMED = 12_000, 100_000, 1_000, 200, 3
-REQUIRED = ("repo", "branch", "instruction", "endpoint", "model")
+REQUIRED = ("repo", "branch", "instruction", "model")
 DEFAULTS: dict[str, Any] = dict(
-    base=None, task_type="feature", api_key_env=None, test_command=None, lint_command=None,
+    base=None, task_type="feature", relay=None, endpoint=None, test_command=None, lint_command=None,
     max_turns=20, max_seconds=600, request_timeout=120, command_timeout=120,
 )  # fmt: skip
 # tool name -> (parameters, a trailing "?" marking an optional one; description)
@@ -76,29 +80,36 @@ def make_result(branch: Any, started: float, **fields: Any) -> dict[str, Any]:
     return result
 
 
-def redact_all(value: Any, secret: str) -> Any:
-    """Replace every occurrence of secret in the strings of a JSON-like value."""
-    if not secret:
-        return value
-    if isinstance(value, str):
-        return value.replace(secret, "***")
-    if isinstance(value, list):
-        return [redact_all(v, secret) for v in value]
-    if isinstance(value, dict):
-        return {k: redact_all(v, secret) for k, v in value.items()}
-    return value
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over the relay's unix socket."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("relay", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 class Minion:
     def __init__(self, job: dict[str, Any]) -> None:
         missing = [k for k in REQUIRED if not job.get(k)]
+        if not job.get("relay") and not job.get("endpoint"):
+            missing.append("relay")
         if missing:
             raise MinionFailure(f"job is missing required field(s): {', '.join(missing)}")
         self.job = {**DEFAULTS, **{k: v for k, v in job.items() if v is not None}}
         self.root = Path(self.job["repo"]).resolve()
         self.branch: str = self.job["branch"]
-        self.key_env: str | None = self.job["api_key_env"] or None
-        self.api_key = os.environ.get(self.key_env, "") if self.key_env else ""
+        relay = self.job["relay"]
+        self.where = "relay" if relay else str(self.job["endpoint"])
         self.started = time.monotonic()
         self.turns = 0
         self.tokens = {"prompt": 0, "completion": 0}
@@ -106,16 +117,15 @@ class Minion:
         self.created_branch = False
 
     def log(self, message: str) -> None:
-        print(redact_all(f"[minion] {message}", self.api_key), file=sys.stderr, flush=True)
+        print(f"[minion] {message}", file=sys.stderr, flush=True)
 
     def remaining(self) -> float:
         return float(self.job["max_seconds"]) - (time.monotonic() - self.started)
 
     def execute(self, cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-        """Run an argument list in the repository, without the API key in its environment."""
-        env = {k: v for k, v in os.environ.items() if k != self.key_env}
+        """Run an argument list in the repository."""
         return subprocess.run(
-            cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout, env=env,
+            cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout,
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
 
@@ -201,38 +211,49 @@ class Minion:
             raise MinionFailure(f"max_seconds ({self.job['max_seconds']}) exceeded")
         timeout = max(0.1, min(float(self.job["request_timeout"]), remaining))
         body = {"model": self.job["model"], "messages": messages, "tools": tool_schemas()}
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        url = str(self.job["endpoint"]).rstrip("/") + "/chat/completions"
-        req = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+        where = self.where
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read(300).decode("utf-8", "replace").strip().replace("\n", " ")
-            raise MinionFailure(
-                f"model endpoint {url} returned HTTP {exc.code}: {detail}"
-            ) from None
+            status, raw = self.post(json.dumps(body).encode(), timeout)
         except (OSError, http.client.HTTPException) as exc:
-            cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            if isinstance(cause, TimeoutError) or "timed out" in str(cause):
+            if isinstance(exc, TimeoutError) or "timed out" in str(exc):
                 raise MinionFailure(
-                    f"model request to {url} timed out after {timeout:g}s"
+                    f"model request to {where} timed out after {timeout:g}s"
                 ) from None
-            raise MinionFailure(f"cannot reach model endpoint {url}: {cause}") from None
+            raise MinionFailure(f"cannot reach model endpoint {where}: {exc}") from None
+        if status >= 400:
+            detail = raw[:300].decode("utf-8", "replace").strip().replace("\n", " ")
+            raise MinionFailure(f"model endpoint {where} returned HTTP {status}: {detail}")
         try:
             data = json.loads(raw)
             message = data["choices"][0]["message"]
             if not isinstance(message, dict):
                 raise TypeError("message is not an object")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise MinionFailure(f"malformed response from model endpoint {url}: {exc!r}") from None
+            raise MinionFailure(
+                f"malformed response from model endpoint {where}: {exc!r}"
+            ) from None
         usage = data.get("usage")
         if isinstance(usage, dict):
             self.tokens["prompt"] += int(usage.get("prompt_tokens") or 0)
             self.tokens["completion"] += int(usage.get("completion_tokens") or 0)
         return message
+
+    def post(self, data: bytes, timeout: float) -> tuple[int, bytes]:
+        """POST a chat request to the relay (or the endpoint); (status, body)."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.job["relay"]:
+            conn: http.client.HTTPConnection = UnixHTTPConnection(self.job["relay"], timeout)
+            path = "/v1/chat/completions"
+        else:
+            url = urllib.parse.urlsplit(str(self.job["endpoint"]))
+            conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=timeout)
+            path = url.path.rstrip("/") + "/chat/completions"
+        try:
+            conn.request("POST", path, body=data, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
 
     def run_command(self, kind: str) -> str:
         cmd = self.job[f"{kind}_command"]
@@ -385,6 +406,19 @@ def watch_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def write_result(path: str, text: str) -> None:
+    """Write the result file, never through a link or into a FIFO someone put there (the
+    OVERLORD_RESULT line on stdout is then the only copy)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        print(f"[minion] result file {path} not written: {exc}", file=sys.stderr, flush=True)
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     watch_parent()
@@ -392,21 +426,18 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m overlord.minion JOB_JSON [RESULT_JSON]", file=sys.stderr)
         return 2
     started = time.monotonic()
-    api_key = ""
     job: Any = None
     try:
         job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
         if not isinstance(job, dict):
             raise MinionFailure("job file must contain a JSON object")
-        minion = Minion(job)
-        api_key = minion.api_key
-        result = minion.run()
+        result = Minion(job).run()
     except (OSError, ValueError, MinionFailure) as exc:
         branch = job.get("branch") if isinstance(job, dict) else None
         result = make_result(branch, started, reason=f"cannot start: {exc}")
-    text = json.dumps(redact_all(result, api_key))
+    text = json.dumps(result)
     if len(args) == 2:
-        Path(args[1]).write_text(text + "\n", encoding="utf-8")
+        write_result(args[1], text + "\n")
     print(RESULT_PREFIX + text, flush=True)
     return 0 if result["status"] == "succeeded" else 1
 

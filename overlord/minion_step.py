@@ -11,7 +11,7 @@
   worktree holding it has anything of a person's; otherwise it keeps it and says why.
 
 The API key's value is read from the environment here and handed to the runner only as
-``secrets``; the job carries the variable's name.
+``secrets``; the runner gives it to the model relay, never to the minion.
 """
 
 from __future__ import annotations
@@ -233,7 +233,8 @@ def job_for(ctx: Context, undo: Undo, endpoint: ModelEndpoint) -> dict[str, Any]
         "base": undo["base"],
         "instruction": params.get("instruction") or ctx.step.description,
         "task_type": params.get("task_type", "feature"),
-        "endpoint": endpoint.endpoint,
+        "endpoint": endpoint.endpoint,  # for the relay: the minion never sees it
+        "endpoint_name": endpoint.name,
         "model": endpoint.model,
         "api_key_env": endpoint.api_key_env,
         "test_command": shlex.split(project.test_command) if project.test_command else None,
@@ -285,6 +286,9 @@ def _summary(result: Any, choice: Choice) -> str:
     commit = (result.commit or "")[:10] or "no commit (nothing changed)"
     lines.append(f"branch {result.branch}: {commit}; files: {files}")
     lines.append(f"endpoint {choice.endpoint} ({choice.reason}); turns {result.turns}")
+    lines.append(f"model calls through the relay: {len(result.relay_calls)}")
+    if result.backend == "process":
+        lines.append("UNSANDBOXED: minions.backend is 'process'; the minion ran on the host")
     return "\n".join(lines)
 
 

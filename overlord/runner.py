@@ -49,7 +49,8 @@ def store_for(config: Config) -> Store:
 
 def preflight(config: Config, plan: DispatchPlan) -> None:
     """Refuse, before anything changes, a plan whose repositories are missing, dirty,
-    mid-merge, or lack a branch it needs (SPEC §4.6)."""
+    mid-merge, or lack a branch it needs (SPEC §4.6), or whose code work would have no
+    sandbox (embedded mode; a distributed worker refuses the step itself)."""
     for project in plan.projects:
         spec = config.projects[project]
         git = Git(spec.path)
@@ -71,6 +72,10 @@ def preflight(config: Config, plan: DispatchPlan) -> None:
                     f"{project}: tag {step.params['name']} already exists",
                     "pick another version, or delete the tag first",
                 )
+    if not config.broker_url and any(s.kind is ActionKind.MINION for s in plan.steps):
+        from overlord.containers import choose_backend
+
+        choose_backend(config)  # no sandbox and no explicit `process`: refused (exit 2)
 
 
 def decide(

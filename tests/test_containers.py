@@ -20,6 +20,7 @@ from overlord.containers import (
     describe_container_spec,
     run_minion,
 )
+from overlord.errors import SandboxUnavailable
 from tests.docker_env import docker_client, docker_url  # noqa: F401  (fixture)
 from tests.kit import git
 from tests.openai_server import ScriptedOpenAI
@@ -149,35 +150,38 @@ def test_missing_key_fails_before_running(repo: Path) -> None:
     assert not result.ok and KEY_ENV in (result.reason or "")
 
 
-def test_choose_backend() -> None:
+def test_choose_backend_never_falls_back_to_the_host() -> None:
     assert choose_backend(make_config(backend="process")) == "process"
     assert choose_backend(make_config(backend="docker")) == "docker"
     started = time.monotonic()
-    assert choose_backend(make_config(docker_url="unix:///nonexistent/docker.sock")) == "process"
+    with pytest.raises(SandboxUnavailable) as info:
+        choose_backend(make_config(docker_url="unix:///nonexistent/docker.sock"))
     assert time.monotonic() - started < 2
+    assert info.value.exit_code == 2
+    assert "Docker" in info.value.message and "unix:///nonexistent" in info.value.message
+    assert "backend: process" in str(info.value.hint) and "Docker" in str(info.value.hint)
 
 
-def test_container_spec_redacts_secrets_and_sets_limits(repo: Path, tmp_path: Path) -> None:
-    config = make_config(mem_limit="512m", cpus=1.5, image_cloud="img-cloud:1")
+def test_container_spec_is_sealed(repo: Path, tmp_path: Path) -> None:
+    config = make_config(mem_limit="512m", cpus=1.5, image_cloud="img-cloud:1", pids_limit=64)
     job = {"repo": str(repo), "branch": "overlord/p9/s7", "tier": "cloud-fast"}
-    mounts = (tmp_path / "w", tmp_path / "j", tmp_path / "o")
+    work, relay_dir = tmp_path / "w", tmp_path / "r"
     spec = describe_container_spec(
-        job, config=config, secrets={KEY_ENV: SECRET}, mounts=mounts, user=(1000, 1000)
+        job, config=config, work=work, relay_dir=relay_dir, user=(1000, 1000)
     )
-    assert SECRET not in json.dumps(spec)
-    assert spec["environment"] == {KEY_ENV: "***"}
     assert spec["image"] == "img-cloud:1" and spec["user"] == "1000:1000"
     assert spec["mem_limit"] == "512m" and spec["nano_cpus"] == 1_500_000_000
+    assert spec["pids_limit"] == 64 and spec["memswap_limit"] == "512m"
     assert spec["labels"]["overlord.plan"] == "p9" and spec["labels"]["overlord.step"] == "s7"
     assert spec["cap_drop"] == ["ALL"] and spec["privileged"] is False
-    assert spec["network_mode"] == "host"
-    assert spec["volumes"][str(mounts[0])] == {"bind": "/work", "mode": "rw"}
-    assert spec["volumes"][str(mounts[1])]["mode"] == "ro"
-    real = describe_container_spec(
-        job, config=config, secrets={KEY_ENV: SECRET}, mounts=mounts, user=(1000, 1000),
-        redact=False,
-    )  # fmt: skip
-    assert real == {**spec, "environment": {KEY_ENV: SECRET}}
+    assert spec["security_opt"] == ["no-new-privileges"]
+    assert spec["network_mode"] == "none" and spec["read_only"] is True
+    assert set(spec["tmpfs"]) == {"/tmp"}
+    assert spec["volumes"] == {
+        str(work): {"bind": "/work", "mode": "rw"},
+        str(relay_dir): {"bind": "/relay", "mode": "ro"},
+    }
+    assert spec["environment"] == {"HOME": "/tmp", "TMPDIR": "/tmp"}
     uid, _ = container_user(repo)
     assert uid != 0
 
@@ -219,13 +223,15 @@ def test_docker_backend_end_to_end(repo: Path, docker_client: Any) -> None:  # n
     assert seen["uid"] != "0" and cfg["User"] != "" and not cfg["User"].startswith("0")
     assert host["Memory"] == 256 * 1024 * 1024 and host["NanoCpus"] == 500_000_000
     assert host["CapDrop"] == ["ALL"] and host["Privileged"] is False
-    assert host["SecurityOpt"] == ["no-new-privileges"] and host["NetworkMode"] == "host"
-    assert f"{KEY_ENV}={SECRET}" in cfg["Env"]  # the one place the key may be
-    for where in (cfg["Cmd"], cfg["Entrypoint"], cfg["Labels"], attrs["Args"], attrs["Path"]):
-        assert SECRET not in json.dumps(where)
+    assert host["SecurityOpt"] == ["no-new-privileges"] and host["NetworkMode"] == "none"
+    assert host["ReadonlyRootfs"] is True and "/tmp" in host["Tmpfs"]
+    assert host["PidsLimit"] == 256
+    assert SECRET not in json.dumps(attrs)  # not in Env, Cmd, Labels, mounts: nowhere
+    assert sorted(m["Destination"] for m in attrs["Mounts"]) == ["/relay", "/work"]
     assert cfg["Labels"]["overlord.plan"] == "p1"
     assert SECRET not in seen["logs"] and SECRET not in result.model_dump_json()
     assert "[minion]" in result.logs_tail
+    assert len(result.relay_calls) == 3 and all(" -> 200 " in c for c in result.relay_calls)
     assert docker_client.containers.list(all=True, filters={"label": "overlord.step=d1"}) == []
 
 

@@ -89,7 +89,6 @@ def make_job(repo: Path, server: ScriptedOpenAI, **overrides: Any) -> dict[str, 
         "instruction": "Make answer return 42\n\nMore detail here.",
         "endpoint": server.url,
         "model": "qwen-test",
-        "api_key_env": "MINION_TEST_KEY",
         "test_command": [sys.executable, "-c", "import app; assert app.answer() == 42"],
         "lint_command": None,
         "max_turns": 10,
@@ -127,7 +126,7 @@ def test_success_commits_on_branch_and_never_leaks_key(
                 {"name": "git_diff", "arguments": {}},
             ]
         },
-        {"content": f"Changed answer to 42. (my key would be {SECRET})"},
+        {"content": "Changed answer to 42."},
     ]
     with ScriptedOpenAI(script) as server:
         proc, result = run_minion(tmp_path, env, make_job(repo, server))
@@ -157,16 +156,15 @@ def test_success_commits_on_branch_and_never_leaks_key(
     assert "pkg/new.txt" in tool_msgs[-1]["content"]
     assert {t["function"]["name"] for t in bodies[0]["tools"]} >= {"write_file", "run_lint"}
     assert bodies[0]["model"] == "qwen-test"
-    # the key travels only as the Bearer header
-    assert all(r["headers"]["Authorization"] == f"Bearer {SECRET}" for r in server.requests)
+    # the minion never sends a key, even one in its environment (the relay adds it)
+    assert all("Authorization" not in r["headers"] for r in server.requests)
     everything = proc.stdout + proc.stderr + (tmp_path / "result.json").read_text()
     assert SECRET not in everything
-    assert "***" in result["summary"]
 
 
-def test_no_key_env_sends_no_authorization(repo: Path, tmp_path: Path, env: dict[str, str]) -> None:
+def test_review_without_changes(repo: Path, tmp_path: Path, env: dict[str, str]) -> None:
     with ScriptedOpenAI([{"content": "Looks fine."}]) as server:
-        job = make_job(repo, server, api_key_env=None, task_type="review", test_command=None)
+        job = make_job(repo, server, task_type="review", test_command=None)
         proc, result = run_minion(tmp_path, env, job)
     assert proc.returncode == 0, proc.stderr
     assert result["status"] == "succeeded"

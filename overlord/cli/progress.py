@@ -9,7 +9,7 @@ from rich.live import Live
 from overlord import runner
 from overlord.cli.common import console, print_json, say
 from overlord.cli.render import outcome_line, plan_document, plan_header, steps_table
-from overlord.config import Config
+from overlord.config import ActionKind, Config
 from overlord.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
 from overlord.plan import DispatchPlan, PlanState, StepState
 
@@ -134,6 +134,10 @@ def execute_and_report(
 ) -> int:
     """Preflight, show, decide, ask or save, run, report; returns the exit code."""
     runner.preflight(config, plan)
+    if config.minions.backend == "process" and ActionKind.MINION in plan.kinds:
+        from overlord.host_minion import UNSANDBOXED
+
+        say(f"warning: {UNSANDBOXED}", err=True)
     verdict = runner.decide(config, plan, yes=yes)
     if not json_out:
         say(plan_header(plan))
