@@ -15,6 +15,7 @@ So the sandbox holds no key and no route to anything: only this socket.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import logging
@@ -40,6 +41,7 @@ MODEL_PATHS = ("/v1/models", "/models")
 MAX_REQUEST = 4 * 1024 * 1024  # bytes of one chat request (the whole conversation)
 MAX_RESPONSE = 4 * 1024 * 1024  # bytes of one answer
 MAX_MODEL_LISTS = 3
+SHUTDOWN_POLL = 0.02  # seconds: how soon the relay stops once the run is over
 
 
 @dataclass
@@ -102,7 +104,8 @@ class ModelRelay:
         if self.owner and os.geteuid() == 0:
             for path in (self._dir, self.socket_path):
                 os.chown(path, *self.owner)
-        threading.Thread(target=server.serve_forever, name="model-relay", daemon=True).start()
+        serve = functools.partial(server.serve_forever, poll_interval=SHUTDOWN_POLL)
+        threading.Thread(target=serve, name="model-relay", daemon=True).start()
         return self
 
     def __exit__(
@@ -257,6 +260,7 @@ def _handler(relay: ModelRelay) -> type[BaseHTTPRequestHandler]:
             self._handle("GET")
 
         def _refuse(self) -> None:
+            self._drain()
             relay.record(Call(self.command, self.path, 405, note="method not allowed"))
             self._reply(405, _error(f"the model relay does not forward {self.command}"))
 

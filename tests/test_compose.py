@@ -224,6 +224,33 @@ def test_docker_compose_config_fails_without_each_credential(missing: str) -> No
         assert missing in out.stderr, out.stderr
 
 
+def test_only_model_workers_reach_the_host_s_docker_engine(tmp_path: Path) -> None:
+    """Minions run in containers under compose too: the model queues' workers get the
+    host's Docker socket (and nothing else does); clones and relay sockets live in a
+    scratch directory mounted at the same path, so the engine finds them."""
+    out = subprocess.run(
+        [str(compose_binary()), "-f", str(COMPOSE_FILE), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env_for_config(OVERLORD_DOCKER_GID="998", OVERLORD_SCRATCH="/srv/scratch"),
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    services = json.loads(out.stdout)["services"]
+    for name, service in services.items():
+        mounts = {v["target"]: v["source"] for v in service.get("volumes", [])}
+        env = service.get("environment") or {}
+        if name.startswith("worker-") and name != "worker-direct":
+            assert mounts["/var/run/docker.sock"] == "/var/run/docker.sock", name
+            assert env["DOCKER_HOST"] == "unix:///var/run/docker.sock", name
+            assert mounts["/srv/scratch"] == "/srv/scratch" and env["TMPDIR"] == "/srv/scratch"
+            assert service["group_add"] == ["998"], name
+        else:
+            assert "/var/run/docker.sock" not in mounts, name
+            assert "DOCKER_HOST" not in env and "group_add" not in service, name
+    assert "THE TRUST THIS GRANTS" in COMPOSE_FILE.read_text()
+
+
 # --- real containers --------------------------------------------------------------------
 
 
@@ -330,6 +357,7 @@ def test_compose_workers_run_plans_within_the_endpoint_limit(
     override = tmp_path / "host-network.yaml"
     override.write_text(HOST_NETWORK)
     project = f"overlord-test-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "scratch").mkdir()
     env = {
         **env_for_config(),
         "HOME": os.environ["HOME"],
@@ -340,6 +368,8 @@ def test_compose_workers_run_plans_within_the_endpoint_limit(
         "OVERLORD_BROKER_URL": broker,
         "OVERLORD_UID": str(os.getuid()),
         "OVERLORD_GID": str(os.getgid()),
+        "OVERLORD_DOCKER_SOCKET": host.removeprefix("unix://"),
+        "OVERLORD_SCRATCH": str(tmp_path / "scratch"),
     }
     base = [str(compose_binary()), "-p", project, "-f", str(COMPOSE_FILE), "-f", str(override)]
 
