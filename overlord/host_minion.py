@@ -7,8 +7,8 @@ What it does give:
   as the working directory (worktrees share refs, so the branch and commit stay);
 - the model only through the relay (``overlord.relay``): no API key and no endpoint URL in
   the minion's environment, arguments or job file;
-- a new session (its own process group, killed whole on timeout), a private HOME and
-  TMPDIR that are removed afterwards, a minimal environment;
+- a new session (``proc.run``: its process group stopped whole on timeout or when the
+  worker dies, output bounded), a private HOME and TMPDIR that are removed afterwards, a minimal environment;
 - the worker marks itself non-dumpable first, so a process of the same user cannot read
   the worker's ``/proc/<pid>/environ`` or attach to it.
 
@@ -25,8 +25,6 @@ import logging
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -34,14 +32,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from overlord import defaults
+from overlord import defaults, proc
 from overlord.git import Git
 from overlord.minion_result import MinionResult, Run, read_result
 from overlord.relay import ModelRelay
 
 log = logging.getLogger(__name__)
 
-KILL_GRACE = 15.0
 UNSANDBOXED = (
     "minions.backend is 'process': the minion and the code it writes run UNSANDBOXED on "
     "this host, as this user"
@@ -75,7 +72,6 @@ def run_process(
         env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
         env.update(_identity(repo), HOME=str(home), TMPDIR=str(home / "tmp"))
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # as in the images: no __pycache__ in the commit
-        env["OVERLORD_PARENT_PID"] = str(os.getpid())  # the minion stops if we die
         cmd = [sys.executable, "-m", "overlord.minion", str(job_file), str(scratch / "result.json")]
         result = read_result(scratch, "result.json", _run_group(cmd, env, timeout), branch)
     if not result.ok and not existed and repo.branch_exists(branch):  # left by a killed run
@@ -94,27 +90,13 @@ def _identity(repo: Git) -> dict[str, str]:
 
 
 def _run_group(cmd: list[str], env: dict[str, str], timeout: float) -> Run:
-    """Run cmd in a new session; on timeout kill its whole process group."""
-    proc = subprocess.Popen(
-        cmd, cwd=Path(__file__).resolve().parent.parent,  # where the overlord package is
-        env=env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, errors="replace", start_new_session=True,
-    )  # fmt: skip
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        return Run(proc.returncode, out, err, False)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        try:
-            out, err = proc.communicate(timeout=KILL_GRACE)
-        except subprocess.TimeoutExpired:  # a grandchild left the group and holds the pipes
-            out, err = "", ""
-        return Run(proc.returncode, out, err, timeout)
-    except BaseException:  # KeyboardInterrupt and the like: leave nothing running
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        raise
+    """Run cmd in its own session under ``proc.run``'s guard: on timeout, or when this
+    worker dies, the whole process group is stopped; output kept bounded."""
+    here = Path(__file__).resolve().parent.parent  # where the overlord package is
+    outcome = proc.run(cmd, cwd=here, timeout=timeout, env=env)
+    return Run(
+        outcome.code, outcome.output, outcome.output, timeout if outcome.timed_out else False
+    )
 
 
 @contextlib.contextmanager
