@@ -26,7 +26,10 @@ ConfigOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")]
 YesOpt = Annotated[
-    bool, typer.Option("--yes", "-y", help="Approve this plan in advance (never a push).")
+    bool,
+    typer.Option(
+        "--yes", "-y", help="Approve this plan in advance (never a push, nor a translation)."
+    ),
 ]
 DetachOpt = Annotated[
     bool, typer.Option("--detach", help="Do not wait: enqueue, or save as pending.")

@@ -24,7 +24,11 @@ def register(app: typer.Typer) -> None:
             typer.Option("--tier", help="Force a model tier for code work and translation."),
         ] = None,
         complexity: Annotated[
-            str | None, typer.Option("--complexity", help="low | medium | high, for code work.")
+            str | None,
+            typer.Option(
+                "--complexity",
+                help="low | medium | high, for code work (and where a translation routes).",
+            ),
         ] = None,
         detach: DetachOpt = False,
         json_out: JsonOpt = False,
