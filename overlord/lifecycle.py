@@ -14,6 +14,10 @@ step succeeded; ``plan_failed`` only when a step of the plan is recorded failed;
 is pending or running. A message that does not fit is refused: ``refuse`` records it as
 an event on the plan (what, from which worker) and nothing else changes.
 
+``overlord.scheduled`` runs only an entry of ``schedule:`` (``admit_scheduled``), and its
+plan meets the autonomy policy as any scheduled run; ``overlord.health`` takes no
+argument (Celery refuses any) and only refreshes the endpoints' health cache.
+
 (A cancel is a failing plan whose error is ``cancelled``: the same rollback runs.)
 """
 
@@ -245,6 +249,14 @@ def admit_rollback_done(plan: View, undone: set[str], running: list[str]) -> str
     ]
     if left:
         return f"step {', '.join(left)} is not undone yet"
+    return None
+
+
+def admit_scheduled(entries: set[str], name: object) -> str | None:
+    """``overlord.scheduled`` runs only an entry of the configuration's ``schedule:``
+    (its plan then meets the autonomy policy as a scheduled run, never ``--yes``)."""
+    if not isinstance(name, str) or name not in entries:
+        return f"no schedule entry {str(name)[:40]!r}"
     return None
 
 

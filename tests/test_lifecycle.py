@@ -83,6 +83,12 @@ def test_push_needs_the_persons_approval_and_every_other_step() -> None:
     )
 
 
+def test_scheduled_runs_only_a_configured_entry() -> None:
+    assert lifecycle.admit_scheduled({"nightly"}, "nightly") is None
+    assert "no schedule entry" in (lifecycle.admit_scheduled({"nightly"}, "other") or "")
+    assert lifecycle.admit_scheduled({"nightly"}, ["nightly"]) is not None
+
+
 def test_plan_failed_finish_and_rollback_messages() -> None:
     ok = _view(P.RUNNING, s1=(S.SUCCEEDED, K.MERGE, [], True), s2=(S.PENDING, K.PUSH, ["s1"]))
     assert "no step" in (lifecycle.admit_plan_failed(ok, False) or "")
@@ -190,8 +196,8 @@ def test_forged_messages_on_every_queue_change_nothing(
     assert workspace_snapshot(ws) == before
     assert _states(store, plans) == states
     refused = [a for a in answers if isinstance(a, dict) and "refused" in a]
-    # all but health (it only checks endpoints) and scheduled (no such entry: an error)
-    assert len(refused) == len(answers) - 4, [a for a in answers if a not in refused]
+    # all but health (it only refreshes the endpoints' health cache)
+    assert len(refused) == len(answers) - 2, [a for a in answers if a not in refused]
     release = plans["awaiting-push"]
     events = store.events(release)[events_before[release] :]
     assert events and all(e["kind"] == "refused" for e in events)
