@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from overlord import config as config_module
 from overlord import secrets
 from tests.dispatch_helpers import cli, configure
 from tests.kit import Workspace, add_commit
@@ -74,7 +75,12 @@ def test_a_test_command_that_echoes_secrets_leaks_nowhere(
         cli(ws.config_path, "report", "--json").out,
         cli(ws.config_path, "report").text,
     ]
-    database = b"".join(p.read_bytes() for p in ws.config_path.parent.glob("overlord.db*"))
+    state_url = config_module.load(ws.config_path).state_url or ""
+    db_file = Path(state_url.removeprefix("sqlite:///"))
+    files = list(db_file.parent.glob(db_file.name + "*"))  # the file, its WAL and index
+    assert db_file in files
+    database = b"".join(p.read_bytes() for p in files)
+    assert b"token=" in database  # the step output is there, without the key
     for secret in (KEY, PASSWORD, "flowerPW-9f9f"):
         for text in outputs:
             assert secret not in text
