@@ -338,6 +338,11 @@ def _resolve(config: Config, path: Path) -> None:
         project.path = expand(project.path, base)
     for name, endpoint in config.models.items():
         endpoint.name = name
+    # a password comes from the environment, never the file: redis://:${REDIS_PASSWORD}@...
+    if config.broker_url:
+        config.broker_url = os.path.expandvars(config.broker_url)
+    if config.state_url and not config.state_url.startswith("sqlite:"):
+        config.state_url = os.path.expandvars(config.state_url)
     if config.state_url is None:
         config.state_url = f"sqlite:///{config_dir / defaults.STATE_FILE}"
     elif config.state_url.startswith("sqlite:///"):

@@ -97,3 +97,13 @@ def test_broker_password_is_masked_in_the_unreachable_error(synced_workspace: Wo
     assert BROKER_PASSWORD not in res.out + res.err
     res = cli(ws.config_path, "worker", "--queue", "direct")
     assert res.code == 2 and BROKER_PASSWORD not in res.out + res.err
+
+
+def test_broker_password_comes_from_the_environment(
+    synced_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_PASSWORD", BROKER_PASSWORD)
+    configure(synced_workspace, broker_url="redis://:${REDIS_PASSWORD}@127.0.0.1:9/0")
+    config = config_module.load(synced_workspace.config_path)
+    assert config.broker_url == f"redis://:{BROKER_PASSWORD}@127.0.0.1:9/0"
+    assert secrets.redact(f"x {BROKER_PASSWORD} y") == "x *** y"
