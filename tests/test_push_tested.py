@@ -42,3 +42,28 @@ def test_a_commit_on_main_while_awaiting_push_is_not_pushed(synced_workspace: Wo
     assert git(remote, "rev-parse", "refs/tags/v0.2.0") == tested_tag
     assert git(remote, "cat-file", "-t", "refs/tags/v0.2.0") == "tag"
     assert git(remote, "cat-file", "-t", late, check=False) != "commit"  # never left
+
+
+def test_the_push_step_itself_refuses_a_moved_branch(synced_workspace: Workspace) -> None:
+    """Approved by other means than `overlord approve` (a forged approval would need the
+    database): the worker's push step checks again and pushes nothing."""
+    from overlord import lifecycle, steps
+    from overlord.config import ActionKind
+
+    ws = synced_workspace
+    core = ws.repos["core"]
+    res = cli(ws.config_path, "release", "core", "0.2.0", "--execute", "--push", "--yes", "--json")
+    assert res.code == 3, res.text
+    config = config_module.load(ws.config_path)
+    store = runner.store_for(config)
+    plan = store.load(res.json()["id"])
+    develop_tested = git(core, "rev-parse", "refs/heads/develop")
+    git(core, "checkout", "-q", "develop")
+    add_commit(core, "late.txt", "not tested\n", "A commit after the tests")
+    remotes = snapshot(ws.remotes.values())
+    assert lifecycle.move(store, plan.id, lifecycle.Move.APPROVE_PUSH, push_approved=True)
+    push = next(s for s in plan.steps if s.kind is ActionKind.PUSH and s.project == "core")
+    out = steps.execute(config, plan.id, push.id, "test-worker")
+    assert out["state"] == "failed"
+    assert f"develop (tested {develop_tested[:10]}" in out["error"]
+    assert snapshot(ws.remotes.values()) == remotes
