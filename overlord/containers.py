@@ -16,11 +16,14 @@ With no ``minions.backend`` and no Docker engine answering, code work is refused
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
@@ -191,7 +194,7 @@ def _run_docker(
     import requests
 
     branch = str(job["branch"])
-    with tempfile.TemporaryDirectory(prefix="overlord-minion-", ignore_cleanup_errors=True) as tmp:
+    with _scratch() as tmp:
         work = Path(tmp, "work")
         pristine = clone(repo, work)
         minion_job = {**job, "repo": WORK_DIR, "relay": f"{RELAY_DIR}/{SOCKET_NAME}"}
@@ -219,7 +222,7 @@ def _run_docker(
 
 
 def _run_container(kwargs: dict[str, Any], config: Config, timeout: float) -> Run:
-    """Run, wait (kill on timeout), collect stdout and stderr apart, always remove."""
+    """Run, wait (kill on timeout), collect the (capped) logs, always remove."""
     import docker.errors
     import requests
 
@@ -237,14 +240,27 @@ def _run_container(kwargs: dict[str, Any], config: Config, timeout: float) -> Ru
                     container.kill()
                 with contextlib.suppress(docker.errors.APIError, requests.RequestException):
                     container.wait(timeout=KILL_GRACE)
-            out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-            err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+            # one call for both streams (the OVERLORD_RESULT line is found among them)
+            logs = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
         finally:
             with contextlib.suppress(docker.errors.APIError, requests.RequestException):
                 container.remove(force=True)
-        return Run(code, out, err, timed_out)
+        return Run(code, logs, logs, timed_out)
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def _scratch() -> Any:
+    """A private temporary directory, removed afterwards in the background (removing a
+    clone takes longer than anything else the round trip does on the host)."""
+    path = tempfile.mkdtemp(prefix="overlord-minion-")
+    try:
+        yield path
+    finally:
+        cleanup = threading.Thread(target=shutil.rmtree, args=(path, True), daemon=True)
+        cleanup.start()
+        atexit.register(cleanup.join, 30)  # a process that ends soon still removes it
 
 
 def _tree(root: Path) -> Any:

@@ -11,6 +11,7 @@ added object alternates — git would otherwise read through them.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -23,19 +24,29 @@ RESULT_FILE = ".git/overlord-result.json"
 
 
 def clone(repo: Git, dest: Path) -> bytes:
-    """Clone ``repo`` into ``dest``; return the clone's config (to compare afterwards)."""
-    top = repo.run("rev-parse", "--show-toplevel")
-    Git(dest.parent).run("clone", "--quiet", "--no-hardlinks", "--no-checkout", top, dest.name)
-    copy = Git(dest)
-    refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
-    copy.run("fetch", "--quiet", "--update-head-ok", "origin", *refspecs)
-    copy.run("checkout", "--quiet", "--detach", repo.head())
-    copy.run("remote", "remove", "origin")
-    for key in ("user.name", "user.email"):
-        value = repo.run("config", key, check=False)
-        if value:
-            copy.run("config", key, value)
-    return (dest / ".git" / "config").read_bytes()
+    """Clone ``repo`` into ``dest`` (HEAD detached at the repo's HEAD); return the clone's
+    config (to compare afterwards). A bare clone holds the local branches and tags as
+    they are; its config is then made a work tree's, without the remote, with the repo's
+    commit identity — four git commands in all."""
+    head = repo.head()
+    identity = repo.run("config", "--get-regexp", r"^user\.(name|email)$", check=False)
+    git_dir = dest / ".git"
+    Git(dest.parent).run(
+        "clone", "--quiet", "--bare", "--no-hardlinks", str(repo.path), str(git_dir)
+    )
+    config = git_dir / "config"
+    text = re.sub(r"(?m)^(\s*)bare = true$", r"\1bare = false", config.read_text())
+    text = re.sub(r'(?ms)^\[remote "origin"\].*?(?=^\[|\Z)', "", text)
+    user = [line.split(" ", 1) for line in identity.splitlines() if " " in line]
+    if user:
+        text += "[user]\n" + "".join(f"\t{k.split('.')[1]} = {_quoted(v)}\n" for k, v in user)
+    config.write_text(text)
+    Git(dest).run("checkout", "--quiet", "--detach", head)
+    return config.read_bytes()
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def tampering(work: Path, config: bytes) -> str | None:

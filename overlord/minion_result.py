@@ -84,7 +84,8 @@ def read_untrusted(root: Path, relative: str, limit: int = MAX_RESULT) -> bytes:
 def read_result(root: Path, relative: str, run: Run, branch: str) -> MinionResult:
     """The minion's result: its result file, else its OVERLORD_RESULT line, else a failure."""
     code, out, err, timed_out = run
-    tail = err[-defaults.OUTPUT_TAIL :]
+    logs = "".join(ln for ln in err.splitlines(keepends=True) if not ln.startswith(RESULT_PREFIX))
+    tail = logs[-defaults.OUTPUT_TAIL :]
     if timed_out:
         return MinionResult(branch=branch, reason=f"timed out after {timed_out:g}s", logs_tail=tail)
     data: Any = None

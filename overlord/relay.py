@@ -111,10 +111,9 @@ class ModelRelay:
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self._server is not None:  # stopped in the background: nobody waits for it
+            server, self._server = self._server, None
+            threading.Thread(target=_stop, args=(server,), daemon=True).start()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
 
@@ -184,6 +183,11 @@ class ModelRelay:
         with self._lock:
             self.calls.append(call)
         log.info("relay %s: %s", self.name, call.line())
+
+
+def _stop(server: socketserver.BaseServer) -> None:
+    server.shutdown()
+    server.server_close()
 
 
 def _error(message: str) -> bytes:

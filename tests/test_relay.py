@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import stat
@@ -10,11 +11,26 @@ from typing import Any
 
 import pytest
 
-from overlord.minion import UnixHTTPConnection
 from overlord.relay import ModelRelay
 from tests.openai_server import ScriptedOpenAI
 
 SECRET = "sk-relay-SECRET-5150"
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over the relay's unix socket (any method, any request target)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("relay", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
 CHAT = {"model": "whatever-the-minion-says", "messages": [{"role": "user", "content": "hi"}]}
 
 
