@@ -135,3 +135,41 @@ def test_killed_worker_group_is_recovered_without_resume(ws: Workspace, tmp_path
     assert all(s.attempts == 2 for s in plan.steps)
     resent = [e for e in runner.store_for(config).events(plan.id) if e["kind"] == "re-sent"]
     assert sorted(e["step_id"] for e in resent) == sorted(s.id for s in plan.steps)
+
+
+def test_cancel_stops_a_running_suite(tmp_path: Path, git_env: dict[str, str]) -> None:
+    """`overlord cancel` from another shell while a suite runs on a worker: the suite's
+    process group is stopped (nothing it started survives), the plan reads cancelled."""
+    ws = build_workspace(tmp_path / "ws", behind_upstream=False)
+    marker, started = tmp_path / "late", tmp_path / "started"
+    command = f"sh -c 'touch {started}; (sleep 6; touch {marker}) & sleep 120'"
+    config = configure(
+        ws,
+        broker_url=redis_db_url(DB_CRASH),
+        projects={"core": {"test_command": command}},
+        autonomy={"global": "proactive"},
+    )
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    worker = _Worker(ws, tmp_path / "worker.log", scratch)
+    argv = overlord_argv("--config", str(ws.config_path), "dispatch", "run tests in core")
+    dispatch = _spawn(argv, tmp_path / "dispatch.log", scratch)
+    try:
+        _wait_for(started.exists, 60, "the suite to start")
+        (row,) = runner.store_for(config).list_plans()
+        cancel = _spawn(
+            overlord_argv("--config", str(ws.config_path), "cancel", row["id"]),
+            tmp_path / "cancel.log",
+            scratch,
+        )
+        assert cancel.wait(timeout=60) == 0, (tmp_path / "cancel.log").read_text()
+        dispatch.wait(timeout=60)
+    finally:
+        if dispatch.poll() is None:
+            dispatch.kill()
+        worker.kill_group()
+    plan = runner.store_for(config).load(row["id"])
+    assert plan.state is PlanState.CANCELLED, plan.state
+    assert "cancelled" in (plan.step("s1").error or "")
+    time.sleep(7)
+    assert not marker.exists()  # the suite's background child was stopped with it
