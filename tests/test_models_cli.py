@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import uuid
@@ -88,7 +89,7 @@ def test_db_cache_round_trip(tmp_path: Path) -> None:
     assert set(cache.all()) == {"a", "b"}
 
 
-def test_models_lists_endpoints_with_unknown_health_before_any_check(
+def test_models_checks_health_when_nothing_is_cached(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = write_config(
@@ -105,10 +106,39 @@ def test_models_lists_endpoints_with_unknown_health_before_any_check(
     rows = by_name(doc)
     assert rows["local-14b"]["tier"] == "local" and rows["local-14b"]["queue"] == "local-14b"
     assert rows["cloud"]["queue"] == "cloud-q"
-    assert {r["health"] for r in rows.values()} == {"unknown"}
+    # nothing cached: checked now (port 9 refuses), so "down", not "unknown"
+    assert {r["health"] for r in rows.values()} == {"down"}
+    assert all(r["last_check"] for r in rows.values())
     assert [(r["in_flight"], r["concurrent"]) for r in rows.values()] == [(0, 2), (0, 5)]
     code, text = run(config, capsys)
-    assert code == 0 and "local-14b" in text and "0/2" in text and "never" in text
+    assert code == 0 and "local-14b" in text and "0/2" in text and "ago" in text
+
+
+def test_models_checks_again_only_past_health_interval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ScriptedOpenAI() as up:
+        models = {"up": {"endpoint": up.url, "model": "m", "tier": "local"}}
+        config = write_config(tmp_path, models)
+        assert by_name(run(config, capsys, "--json")[1])["up"]["health"] == "up"
+    # the server is gone; the fresh cached record is shown as it is ...
+    assert by_name(run(config, capsys, "--json")[1])["up"]["health"] == "up"
+    # ... until --check, or until it is older than health_interval
+    assert by_name(run(config, capsys, "--check", "--json")[1])["up"]["health"] == "down"
+    with ScriptedOpenAI() as again:
+        config = write_config(
+            tmp_path, {"up": {"endpoint": again.url, "model": "m", "tier": "local"}}
+        )
+        assert config.source and config.state_url
+        past = (utcnow() - timedelta(hours=1)).timestamp()
+        os.utime(config.source, (past, past))  # the config is older than every record
+        cache = DbHealthCache(config.state_url)
+        interval = config.dispatch.health_interval
+        cache.put(HealthRecord("up", False, "old news", utcnow() - timedelta(seconds=10)))
+        assert by_name(run(config, capsys, "--json")[1])["up"]["status"] == "old news"
+        stale = utcnow() - timedelta(seconds=interval + 10)
+        cache.put(HealthRecord("up", False, "old news", stale))
+        assert by_name(run(config, capsys, "--json")[1])["up"]["health"] == "up"
 
 
 def test_models_check_up_down_and_500_then_shows_the_cache(
@@ -138,6 +168,7 @@ def test_models_check_up_down_and_500_then_shows_the_cache(
     code, doc = run(config, capsys, "--json")
     again = by_name(doc)
     assert again["broken"]["health"] == "down" and again["broken"]["last_check"]
+    assert again["up"]["health"] == "up"  # fresh in the cache: not checked again
     assert again["up"]["age_seconds"] is not None and again["up"]["age_seconds"] < 60
     code, text = run(config, capsys)
     assert "broken" in text and "down" in text and "ago" in text

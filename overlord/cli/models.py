@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from overlord.cli.common import ConfigOpt, JsonOpt, console, load_config, print_json
-from overlord.config import Config
+
+if TYPE_CHECKING:
+    from overlord.config import Config
 
 
 def rows(config: Config, *, check_now: bool = False) -> list[dict[str, Any]]:
-    """One row per endpoint: tier, queue, health, last check, in-flight / concurrent."""
-    from overlord.routing.check import cached, health_cache, in_flight_now, refresh
+    """One row per endpoint: tier, queue, health, last check, in-flight / concurrent.
+
+    Health is checked now (all endpoints at once, short timeouts) when ``check_now`` or
+    when no record is cached or it is older than ``health_interval``."""
+    from overlord.routing.check import (
+        SHOW_TIMEOUT,
+        cached,
+        for_display,
+        health_cache,
+        in_flight_now,
+        refresh,
+    )
     from overlord.routing.health import utcnow
 
     cache = health_cache(config)
-    records = refresh(config, cache) if check_now else cached(config, cache)
     if check_now:
-        records = {**cached(config, cache), **records}
+        records = {**cached(config, cache), **refresh(config, cache, timeout=SHOW_TIMEOUT)}
+    else:
+        records = for_display(config, cache)
     load = in_flight_now(config)
     now = utcnow()
     out = []
@@ -60,7 +73,12 @@ def register(app: typer.Typer) -> None:
     def models(
         json_out: JsonOpt = False,
         check: Annotated[
-            bool, typer.Option("--check", help="Check every endpoint now (all at once).")
+            bool,
+            typer.Option(
+                "--check",
+                help="Check every endpoint now (all at once); without it, only those with "
+                "no cached check or one older than health_interval.",
+            ),
         ] = False,
         config_path: ConfigOpt = None,
     ) -> None:

@@ -97,6 +97,24 @@ def at_startup(
     return {**records, **refresh(config, store, timeout=timeout)}
 
 
+#: Seconds a check may take when a person waits for the answer (``overlord models``).
+SHOW_TIMEOUT = 2.0
+
+
+def for_display(
+    config: Config, cache: HealthCache | None = None, *, timeout: float = SHOW_TIMEOUT
+) -> dict[str, HealthRecord]:
+    """Every endpoint's record for ``overlord models``: the cached one when it is fresh
+    (younger than ``health_interval`` and the config), else checked now, all at once."""
+    store = cache or health_cache(config)
+    records = cached(config, store)
+    up_to_date = fresh(config, records)
+    stale = [e for name, e in config.models.items() if name not in up_to_date]
+    if not stale:
+        return records
+    return {**records, **_keep(store, check_many(stale, timeout))}
+
+
 #: Seconds a "down" record is trusted without a second look when nothing else would do.
 RECHECK_AFTER = 5.0
 
