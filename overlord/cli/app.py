@@ -16,6 +16,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain help, as git and pip print it: rich's help formatter imports its markdown
+    # renderer, which alone costs more than the rest of ``overlord --help``
+    rich_markup_mode=None,
 )
 
 
@@ -23,7 +26,9 @@ app = typer.Typer(
 def _root(
     config: Annotated[
         str | None,
-        typer.Option("--config", "-c", help="Configuration file, for every command below."),
+        typer.Option(
+            "--config", "-c", metavar="PATH", help="Configuration file, for every command below."
+        ),
     ] = None,
 ) -> None:
     """Coordinate work across many git repositories: status, graph, plans, releases."""

@@ -5,20 +5,23 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.segment import Segment
 
-from overlord.config import Config
 from overlord.terminal import clean
+
+if TYPE_CHECKING:
+    from overlord.config import Config
 
 ConfigOpt = Annotated[
     str | None,
     typer.Option(
         "--config",
         "-c",
+        metavar="PATH",
         help="Configuration file (default $OVERLORD_CONFIG, then ~/.atom/overlord.yml).",
         envvar="OVERLORD_CONFIG",
         show_envvar=False,

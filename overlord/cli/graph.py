@@ -10,7 +10,9 @@ from overlord.cli.common import ConfigOpt, JsonOpt, console, load_config, print_
 
 
 def register(app: typer.Typer) -> None:
-    graph_app = typer.Typer(help="The dependency graph of projects.", invoke_without_command=True)
+    graph_app = typer.Typer(
+        help="The dependency graph of projects.", invoke_without_command=True, rich_markup_mode=None
+    )
 
     @graph_app.callback()
     def graph(ctx: typer.Context, json_out: JsonOpt = False, config_path: ConfigOpt = None) -> None:

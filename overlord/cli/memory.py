@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from overlord.memory import Memory
 
 memory_app = typer.Typer(
+    rich_markup_mode=None,
     name="memory",
     help="Cross-project memory: releases, dispatch outcomes, failures, decisions.",
     no_args_is_help=True,

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from overlord.cli.common import ConfigOpt, load_config
-from overlord.config import Config
 from overlord.errors import ConfigError
 from overlord.terminal import clean
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from overlord.config import Config
 
 #: Environment variable that overrides ``broker_url`` for services (containers).
 BROKER_ENV = "OVERLORD_BROKER_URL"
