@@ -69,7 +69,7 @@ def run_ours(config_path: Path, runs: int) -> list[float]:
             start = time.perf_counter()
             store.save(plan)
             store.transition(plan.id, PlanState.RUNNING, expect=[PlanState.QUEUED])
-            compile_plan(runtime.app, store.load(plan.id), LIMIT).apply_async()
+            compile_plan(runtime.app, store.load(plan.id)).apply_async()
             done = runner.wait(config, plan.id, timeout=120)
             elapsed = time.perf_counter() - start
             assert done.state is PlanState.SUCCEEDED, (done.state, done.error)

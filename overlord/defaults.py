@@ -49,3 +49,5 @@ TRANSLATION_MAX_LINE = 300
 TRANSLATION_MAX_TOKENS = 512
 #: Most instruction lines accepted from one translation.
 TRANSLATION_MAX_LINES = 20
+#: Broker priorities of a plan's steps (0 first): the longest expected rest goes first.
+STEP_PRIORITIES = 10

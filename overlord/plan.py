@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -80,6 +81,8 @@ class DispatchStep(BaseModel):
     route_reason: str | None = None
     timeout: int = 300
     estimate: float = 5.0
+    #: where ``estimate`` comes from: "default" (the kind's constant) or "remembered"
+    estimate_source: str = "default"
     state: StepState = StepState.PENDING
     attempts: int = 0
     started_at: datetime | None = None
@@ -162,6 +165,35 @@ class DispatchPlan(BaseModel):
             start = max((finish[d] for d in step.depends_on), default=0.0)
             finish[step_id] = start + step.estimate
         return max(finish.values(), default=0.0)
+
+    def expected_wall(self, limit: int) -> float:
+        """Expected wall time of the unfinished steps on ``limit`` slots: each step starts
+        when a slot frees, the longest expected rest first, never two on one repository."""
+        todo = [s for s in self.steps if not s.state.finished]
+        ids = {s.id for s in todo}
+        deps = {s.id: set(s.depends_on) & ids for s in todo}
+        rest: dict[str, float] = {}
+        for sid in reversed([i for i in self.order() if i in ids]):
+            after = [rest[o.id] for o in todo if sid in deps[o.id]]
+            rest[sid] = self.step(sid).estimate + max(after, default=0.0)
+        done: set[str] = set()
+        running: list[tuple[float, str]] = []
+        busy: set[str] = set()
+        clock = 0.0
+        waiting = sorted(ids, key=lambda s: -rest[s])
+        while waiting or running:
+            for sid in list(waiting):
+                repo = self.step(sid).project or sid
+                if len(running) < max(1, limit) and deps[sid] <= done and repo not in busy:
+                    busy.add(repo)
+                    waiting.remove(sid)
+                    heapq.heappush(running, (clock + self.step(sid).estimate, sid))
+            if not running:  # unreachable for a valid DAG; never loop forever
+                break
+            clock, sid = heapq.heappop(running)
+            done.add(sid)
+            busy.discard(self.step(sid).project or sid)
+        return clock
 
     def order(self) -> list[str]:
         """Step ids in a valid execution order (ties keep the plan's order)."""

@@ -98,7 +98,11 @@ def decide(
 def submit(
     config: Config, plan: DispatchPlan, verdict: Verdict, *, person: bool = False
 ) -> DispatchPlan:
-    """Persist the plan: pending (a proposal) or queued (approved, about to run)."""
+    """Persist the plan: pending (a proposal) or queued (approved, about to run), with the
+    expected duration of each step."""
+    from overlord import durations
+
+    durations.expect(config, plan)
     plan.requires_approval = not verdict.execute
     plan.approval_reason = verdict.reason
     plan.person_approved = plan.person_approved or (person and verdict.execute)
@@ -173,7 +177,7 @@ def run(
                 f"plan {plan.id} changed state meanwhile; see `overlord plans show {plan.id}`"
             )
         plan = store.load(plan.id)
-        compile_plan(runtime.app, plan, config.dispatch.max_concurrent_steps).apply_async()
+        compile_plan(runtime.app, plan).apply_async()
         if detach and not runtime.embedded:
             return store.load(plan.id)
         return wait(config, plan.id, follow=follow, tick=_recovery(runtime, config, plan.id))

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -32,7 +33,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 #: The version of the schema this code creates; bump it together with a MIGRATIONS entry.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: ``MIGRATIONS[n]`` upgrades a database from version n-1 to n (run inside the schema lock,
 #: after ``create_all`` has added any new tables; a version without an entry only added tables).
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
@@ -155,6 +156,18 @@ health = Table(
     Column("status", Text, nullable=False, default=""),
     Column("checked_at", UtcDateTime, nullable=False),
     Column("latency", Text, nullable=True),
+)
+
+# Expected duration of a step kind on a project: a weighted mean of its successful runs
+# (overlord.durations); project "" for steps on no project. Added in version 2.
+durations = Table(
+    "durations",
+    metadata,
+    Column("project", String(200), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("seconds", Float, nullable=False),
+    Column("runs", Integer, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 # SQLite only: full-text index of memories.content, kept in sync by triggers.

@@ -278,8 +278,15 @@ def running_steps(config: Config, plan_id: str) -> list[str]:
 
 
 def remember_outcome(config: Config, plan: DispatchPlan) -> None:
-    """Record the outcome in cross-project memory (never fails the plan)."""
-    from overlord import memory
+    """Record the outcome in cross-project memory and the durations of its steps (never
+    fails the plan)."""
+    from overlord import durations, memory
+
+    try:
+        assert config.state_url
+        durations.learn(config.state_url, plan)
+    except Exception:
+        pass
 
     failed_run = plan.state in (PlanState.FAILED, PlanState.ROLLED_BACK)
     categories = ["release"] if plan.kind == "release" else []

@@ -44,6 +44,7 @@ _STEP_DATA = (
     "queue",
     "timeout",
     "estimate",
+    "estimate_source",
 )
 _STEP_COLUMNS = (
     "state",

@@ -105,7 +105,17 @@ def happens_before(
     return before, done | {name}
 
 
-def check_canvas(plan: DispatchPlan, canvas: Any, max_lines: int) -> None:
+def header_chords(sig: Any, in_header: bool = False) -> int:
+    """Chords nested inside a chord's header (flat canvases have none)."""
+    if isinstance(sig, _chord):
+        inner = sum(header_chords(t, True) for t in sig.tasks)
+        return int(in_header) + inner + header_chords(sig.body, in_header)
+    if isinstance(sig, _chain | group):
+        return sum(header_chords(t, in_header) for t in sig.tasks)
+    return 0
+
+
+def check_canvas(plan: DispatchPlan, canvas: Any) -> None:
     """The invariants every compiled plan holds."""
     sigs = signatures(canvas)
     step_sigs = [s for s in sigs if s.task != "overlord.finish"]
@@ -134,14 +144,11 @@ def check_canvas(plan: DispatchPlan, canvas: Any, max_lines: int) -> None:
         for other in plan.steps:
             if other.id != st.id and other.project and other.project == st.project:
                 assert other.id in before[st.id] or st.id in before[other.id]
-    # at most one chord, whose header has at most max_lines lines
-    assert chords(canvas) <= 1
-    if isinstance(canvas, _chord):
-        assert len(canvas.tasks) <= max_lines
-    if isinstance(canvas, _chain):
-        for t in canvas.tasks:
-            if isinstance(t, _chord):
-                assert len(t.tasks) <= max_lines
+    # flat: a chord's header holds chains of steps, never another chord
+    assert header_chords(canvas) == 0
+    # every step carries a broker priority (0 first)
+    for sig in step_sigs:
+        assert 0 <= sig.options["priority"] <= 9
 
 
 # --- shapes -----------------------------------------------------------------------------------
@@ -149,17 +156,17 @@ def check_canvas(plan: DispatchPlan, canvas: Any, max_lines: int) -> None:
 
 def test_all_independent_is_one_chord_of_single_steps(app: Celery) -> None:
     plan = plan_of(*(step(f"s{i}", p) for i, p in enumerate(["core", "api", "web", "tools"], 1)))
-    canvas = compile_plan(app, plan, 5)
+    canvas = compile_plan(app, plan)
     assert isinstance(canvas, _chord)
     assert shape(canvas) == ("chord", ["s1", "s2", "s3", "s4"], "finish")
-    check_canvas(plan, canvas, 5)
+    check_canvas(plan, canvas)
 
 
 def test_a_chain_is_a_chain_without_chord(app: Celery) -> None:
     plan = plan_of(step("s1", "core"), step("s2", "core", ["s1"]), step("s3", "api", ["s2"]))
-    canvas = compile_plan(app, plan, 5)
+    canvas = compile_plan(app, plan)
     assert shape(canvas) == ("chain", "s1", "s2", "s3", "finish")
-    check_canvas(plan, canvas, 5)
+    check_canvas(plan, canvas)
 
 
 def release_like() -> DispatchPlan:
@@ -179,7 +186,7 @@ def release_like() -> DispatchPlan:
 
 def test_prefix_fan_out_suffix(app: Celery) -> None:
     plan = release_like()
-    canvas = compile_plan(app, plan, 5)
+    canvas = compile_plan(app, plan)
     assert shape(canvas) == (
         "chain",
         "s1",
@@ -188,40 +195,87 @@ def test_prefix_fan_out_suffix(app: Celery) -> None:
         "s4",
         ("chord", [("chain", "s5", "s7"), ("chain", "s6", "s8")], ("chain", "s9", "finish")),
     )
-    check_canvas(plan, canvas, 5)
-    assert layout(plan, [s.id for s in plan.steps], 5).prefix == ["s1", "s2", "s3", "s4"]
+    check_canvas(plan, canvas)
+    assert layout(plan, [s.id for s in plan.steps]).stages[0] == [["s1", "s2", "s3", "s4"]]
 
 
-def test_more_lines_than_max_concurrent_are_packed(app: Celery) -> None:
-    # 8 independent lines (2 steps each, unequal estimates), at most 3 at once
+def test_every_independent_line_is_its_own_chain_longest_first(app: Celery) -> None:
+    # 8 independent lines (2 steps each, unequal estimates): never packed together; the
+    # slots (not the canvas) hold max_concurrent_steps
     steps = []
     for i in range(8):
         a, b = f"a{i}", f"b{i}"
         steps += [step(a, f"p{i}", estimate=i + 1), step(b, f"p{i}", [a], estimate=1)]
     plan = plan_of(*steps)
-    canvas = compile_plan(app, plan, 3)
-    assert isinstance(canvas, _chord)
-    assert len(canvas.tasks) == 3
-    check_canvas(plan, canvas, 3)
-    # each packed line keeps every original pair together and in order
-    for line in canvas.tasks:
-        ids = [s.args[1] for s in signatures(line)]
-        for i in range(8):
-            if f"a{i}" in ids:
-                assert ids.index(f"a{i}") + 1 == ids.index(f"b{i}")
-    # longest-first packing balances the load: no line costs more than the greedy bound
-    costs = [sum(plan.step(s.args[1]).estimate for s in signatures(line)) for line in canvas.tasks]
-    total = sum(s.estimate for s in plan.steps)
-    assert max(costs) <= total / 3 + max(i + 2 for i in range(8))
+    canvas = compile_plan(app, plan)
+    check_canvas(plan, canvas)
+    assert shape(canvas) == (
+        "chord",
+        [("chain", f"a{i}", f"b{i}") for i in reversed(range(8))],
+        "finish",
+    )
+    # priority follows the expected rest: a7 (8 s + 1 s) first, then in line order
+    prio = {s.args[1]: s.options["priority"] for s in signatures(canvas) if s.args[1:]}
+    assert prio["a7"] == 0
+    firsts = [prio[f"a{i}"] for i in reversed(range(8))]
+    assert firsts == sorted(firsts)
+    assert prio["b7"] >= prio["a1"]  # 1 s left of a 9 s line waits behind a 3 s line
 
 
-@pytest.mark.parametrize("limit", [1, 2])
-def test_tiny_limits(app: Celery, limit: int) -> None:
-    plan = plan_of(*(step(f"s{i}", f"p{i}") for i in range(1, 6)))
-    canvas = compile_plan(app, plan, limit)
-    check_canvas(plan, canvas, limit)
-    if limit == 1:
-        assert chords(canvas) == 0
+def test_uneven_suites_are_sent_longest_first(app: Celery) -> None:
+    estimates = [1, 1, 4, 1, 3, 1, 1, 1, 1]
+    plan = plan_of(*(step(f"s{i}", f"p{i}", estimate=e) for i, e in enumerate(estimates, 1)))
+    canvas = compile_plan(app, plan)
+    check_canvas(plan, canvas)
+    order = ["s3", "s5", "s1", "s2", "s4", "s6", "s7", "s8", "s9"]
+    assert shape(canvas) == ("chord", order, "finish")
+
+
+def test_multi_stage_dag_keeps_both_fan_outs(app: Celery) -> None:
+    # A -> {B, C} -> D -> {E, F} -> G: B and C in parallel, then E and F in parallel
+    plan = plan_of(
+        step("A", "core"),
+        step("B", "api", ["A"], estimate=2),
+        step("C", "web", ["A"]),
+        step("D", "core", ["A", "B", "C"]),
+        step("E", "api", ["D", "B"]),
+        step("F", "web", ["D", "C"], estimate=3),
+        step("G", None, ["E", "F"]),
+    )
+    canvas = compile_plan(app, plan)
+    check_canvas(plan, canvas)
+    assert shape(canvas) == (
+        "chain",
+        "A",
+        ("chord", ["B", "C"], ("chain", "D", ("chord", ["F", "E"], ("chain", "G", "finish")))),
+    )
+    before, _ = happens_before(canvas)
+    assert "C" not in before["B"] and "B" not in before["C"]
+    assert "F" not in before["E"] and "E" not in before["F"]
+    assert layout(plan, [s.id for s in plan.steps]).stages == [
+        [["A"]],
+        [["B"], ["C"]],
+        [["D"]],
+        [["F"], ["E"]],
+        [["G"]],
+    ]
+
+
+def test_a_part_with_inner_branches_stays_one_chain(app: Celery) -> None:
+    # no step every other waits for: the connected part runs as one chain, in order
+    plan = plan_of(
+        step("s1", "a"), step("s2", "b"), step("s3", "c", ["s1", "s2"]), step("s4", "d", ["s2"])
+    )
+    canvas = compile_plan(app, plan)
+    check_canvas(plan, canvas)
+    assert shape(canvas) == ("chain", "s1", "s2", "s3", "s4", "finish")
+
+
+def test_one_step_and_no_step(app: Celery) -> None:
+    plan = plan_of(step("s1", "core"))
+    assert shape(compile_plan(app, plan)) == ("chain", "s1", "finish")
+    plan.step("s1").state = StepState.SUCCEEDED
+    assert shape(compile_plan(app, plan)) == "finish"
 
 
 def test_same_project_never_in_two_lines(app: Celery) -> None:
@@ -233,8 +287,8 @@ def test_same_project_never_in_two_lines(app: Celery) -> None:
         step("s4", "web"),
         step("s5", "core"),
     )
-    canvas = compile_plan(app, plan, 5)
-    check_canvas(plan, canvas, 5)
+    canvas = compile_plan(app, plan)
+    check_canvas(plan, canvas)
     lines = [[s.args[1] for s in signatures(line)] for line in canvas.tasks]
     assert ["s1", "s3", "s5"] in lines
     seen: set[str | None] = set()
@@ -249,7 +303,7 @@ def test_finished_steps_are_not_compiled_again(app: Celery) -> None:
     for sid in ("s1", "s2", "s5"):
         plan.step(sid).state = StepState.SUCCEEDED
     plan.step("s3").state = StepState.RUNNING  # interrupted: compiled again (idempotent)
-    canvas = compile_plan(app, plan, 5)
+    canvas = compile_plan(app, plan)
     ids = sorted(s.args[1] for s in signatures(canvas) if s.task != "overlord.finish")
     assert ids == ["s3", "s4", "s6", "s7", "s8", "s9"]
 
@@ -261,7 +315,7 @@ def test_push_and_rollback_canvases(app: Celery) -> None:
         step("s3", "api", ["s1"], kind=ActionKind.PUSH),
     )
     # pushes are never part of the main phase
-    main = compile_plan(app, plan, 5)
+    main = compile_plan(app, plan)
     assert shape(main) == ("chain", "s1", "finish")
     push = compile_push(app, plan)
     assert shape(push) == ("chord", ["s2", "s3"], "finish")
@@ -280,8 +334,8 @@ def test_model_steps_go_to_their_endpoint_queue(app: Celery) -> None:
         step("s1", "core", kind=ActionKind.MINION, queue="local-14b"),
         step("s2", "api", kind=ActionKind.MINION, queue="cloud-fast"),
     )
-    canvas = compile_plan(app, plan, 5)
-    check_canvas(plan, canvas, 5)
+    canvas = compile_plan(app, plan)
+    check_canvas(plan, canvas)
     assert {s.args[1]: s.options["queue"] for s in signatures(canvas) if s.args[1:]} == {
         "s1": "local-14b",
         "s2": "cloud-fast",
@@ -292,7 +346,7 @@ def test_canvas_is_json(app: Celery) -> None:
     """What goes to the broker is plain JSON (Celery accepts JSON only)."""
     import json
 
-    canvas = compile_plan(app, release_like(), 5)
+    canvas = compile_plan(app, release_like())
     json.dumps(dict(canvas))
     assert app.conf.task_serializer == "json" and app.conf.accept_content == ["json"]
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
@@ -302,7 +356,7 @@ def test_canvas_is_json(app: Celery) -> None:
 def test_chord_error_callback_flag_is_set_on_the_app(app: Celery) -> None:
     # the flag must be where signatures are built: link_error reaches every header task
     assert app.conf.task_allow_error_cb_on_chord_header is True
-    canvas = compile_plan(app, release_like(), 5)
+    canvas = compile_plan(app, release_like())
     assert isinstance(canvas, _chain)
     fan = canvas.tasks[-1]
     assert isinstance(fan, chord)
@@ -324,7 +378,7 @@ def test_every_message_names_what_runs_where(app: Celery) -> None:
         ],
     )
     plan.validate_dag()
-    main = signatures(compile_plan(app, plan, 5))
+    main = signatures(compile_plan(app, plan))
     assert {(s.task, s.options["shadow"]) for s in main} == {
         ("overlord.merge", "merge core · c25b87c98c/s1"),
         ("overlord.run-tests", "run-tests api · c25b87c98c/s2"),
@@ -359,7 +413,7 @@ def test_display_names_show_untrusted_project_names_on_one_clean_line(app: Celer
 
     hostile = "api\x1b[31m\r\nFAKE LOG LINE\u202e\x00" + "x" * 80
     plan = plan_of(step("s1", hostile, kind=ActionKind.RUN_TESTS))
-    (sig, _finish) = signatures(compile_plan(app, plan, 5))
+    (sig, _finish) = signatures(compile_plan(app, plan))
     shown = sig.options["shadow"]
     assert shown.startswith("run-tests api[31m FAKE LOG LINE")
     assert shown.endswith(f"… · {PLAN}/s1")

@@ -143,3 +143,20 @@ def test_plan_round_trips_through_the_store(synced_workspace: Workspace) -> None
     store.save(plan)
     loaded = store.load(plan.id[:6])
     assert loaded.model_dump(exclude={"updated_at"}) == plan.model_dump(exclude={"updated_at"})
+
+
+def test_expected_wall_fills_slots_longest_first() -> None:
+    # nine suites 4 s, 3 s, 1 s x7 on 3 slots: 4+1, 3+1+1, 1x5 -> 5 s
+    seconds = [1, 1, 4, 1, 3, 1, 1, 1, 1]
+    plan = DispatchPlan(task="t", steps=[st(f"s{i}", estimate=e) for i, e in enumerate(seconds)])
+    assert plan.expected_wall(3) == pytest.approx(5)
+    assert plan.expected_wall(1) == pytest.approx(sum(seconds))
+    assert plan.expected_wall(9) == pytest.approx(4)
+    # dependencies and one repository at a time
+    chain = DispatchPlan(task="t", steps=[st("a", estimate=2), st("b", ["a"], estimate=3)])
+    assert chain.expected_wall(5) == pytest.approx(5)
+    same = [
+        DispatchStep(id=f"s{i}", kind=ActionKind.NOOP, project="core", estimate=1) for i in range(3)
+    ]
+    assert DispatchPlan(task="t", steps=same).expected_wall(5) == pytest.approx(3)
+    assert DispatchPlan(task="t", steps=[]).expected_wall(5) == 0

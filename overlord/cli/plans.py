@@ -21,7 +21,9 @@ IdArg = Annotated[str, typer.Argument(help="Plan id (a unique prefix works).")]
 
 def register(app: typer.Typer) -> None:
     plans_app = typer.Typer(
-        help="Persisted plans: list them, show one.", invoke_without_command=True
+        rich_markup_mode=None,
+        help="Persisted plans: list them, show one.",
+        invoke_without_command=True,
     )
 
     @plans_app.callback()
@@ -63,7 +65,13 @@ def register(app: typer.Typer) -> None:
     @plans_app.command("show")
     def show(plan_id: IdArg, json_out: JsonOpt = False, config_path: ConfigOpt = None) -> None:
         """A plan with each step's state, timings, output tail and tier/endpoint."""
-        from overlord.cli.render import outcome_line, plan_document, plan_header, steps_table
+        from overlord.cli.render import (
+            expected_legend,
+            outcome_line,
+            plan_document,
+            plan_header,
+            steps_table,
+        )
         from overlord.runner import store_for
 
         store = store_for(load_config(config_path))
@@ -77,6 +85,7 @@ def register(app: typer.Typer) -> None:
             return
         say(plan_header(plan))
         console.print(steps_table(plan, outputs=True))
+        say(expected_legend(plan))
         for step in plan.steps:
             if step.route_reason:
                 say(f"  {step.id}: {step.endpoint} — {step.route_reason}")

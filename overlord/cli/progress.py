@@ -8,7 +8,13 @@ from rich.live import Live
 
 from overlord import runner
 from overlord.cli.common import console, print_json, say
-from overlord.cli.render import outcome_line, plan_document, plan_header, steps_table
+from overlord.cli.render import (
+    expected_legend,
+    outcome_line,
+    plan_document,
+    plan_header,
+    steps_table,
+)
 from overlord.config import ActionKind, Config
 from overlord.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
 from overlord.plan import DispatchPlan, PlanState, StepState
@@ -133,15 +139,19 @@ def execute_and_report(
     json_out: bool = False,
 ) -> int:
     """Preflight, show, decide, ask or save, run, report; returns the exit code."""
+    from overlord import durations
+
     runner.preflight(config, plan)
     if config.minions.backend == "process" and ActionKind.MINION in plan.kinds:
         from overlord.host_minion import UNSANDBOXED
 
         say(f"warning: {UNSANDBOXED}", err=True)
+    durations.expect(config, plan)
     verdict = runner.decide(config, plan, yes=yes)
     if not json_out:
         say(plan_header(plan))
         console.print(steps_table(plan))
+        say(expected_legend(plan))
         say(f"autonomy: {verdict.decision.value} — {verdict.reason}")
     if dry_run:
         if json_out:

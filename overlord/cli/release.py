@@ -61,6 +61,9 @@ def register(app: typer.Typer) -> None:
         )
         plan = plan_release(config, options)
         if not execute:
+            from overlord import durations
+
+            durations.expect(config, plan)
             show_plan(plan, json_out)
             raise typer.Exit(0)
         from overlord.cli.progress import execute_and_report
@@ -72,7 +75,7 @@ def register(app: typer.Typer) -> None:
 
 def show_plan(plan: object, json_out: bool) -> None:
     """The plan, its order and what each step will change; nothing runs."""
-    from overlord.cli.render import plan_document, plan_header, steps_table
+    from overlord.cli.render import expected_legend, plan_document, plan_header, steps_table
     from overlord.plan import DispatchPlan
 
     assert isinstance(plan, DispatchPlan)
@@ -81,6 +84,7 @@ def show_plan(plan: object, json_out: bool) -> None:
         return
     say(plan_header(plan))
     console.print(steps_table(plan))
+    say(expected_legend(plan))
     say("order: " + " -> ".join(plan.order()))
     say("what each step will change:")
     for step in plan.steps:

@@ -8,6 +8,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from overlord import defaults
 from overlord.plan import DispatchPlan, StepState
 
 _STYLE = {
@@ -21,11 +22,19 @@ _STYLE = {
 }
 
 
+def slots(plan: DispatchPlan) -> int:
+    """The ``max_concurrent_steps`` the plan was planned for."""
+    return int(plan.options.get("max_concurrent_steps", defaults.MAX_CONCURRENT_STEPS))
+
+
 def plan_document(plan: DispatchPlan) -> dict[str, Any]:
     doc = plan.model_dump(mode="json")
-    doc["estimated_duration"] = plan.estimated_duration
+    doc["estimated_duration"] = plan.estimated_duration  # the critical path
+    doc["expected_wall"] = round(plan.expected_wall(slots(plan)), 3)
     for step, dumped in zip(plan.steps, doc["steps"], strict=True):
         dumped["duration"] = step.duration
+        dumped["expected"] = step.estimate
+        dumped["expected_source"] = step.estimate_source
     return doc
 
 
@@ -42,7 +51,8 @@ def plan_header(plan: DispatchPlan) -> str:
         f"{understood_as(plan)}"
         f"  state {plan.state.value} · {len(plan.steps)} step(s) · projects {', '.join(plan.projects) or '-'}\n"
         f"  blast radius: impact {scope.estimated_impact.value} · {', '.join(flags)}"
-        f" · est. {plan.estimated_duration:.0f}s"
+        f"\n  expected wall time {_seconds(plan.expected_wall(slots(plan)))}"
+        f" on {slots(plan)} slot(s) (critical path {_seconds(plan.estimated_duration)})"
     )
 
 
@@ -57,7 +67,37 @@ def understood_as(plan: DispatchPlan) -> str:
     return f"  understood as:\n{lines}  (translated by {by}; {approved})\n"
 
 
-_COLUMNS = ("step", "kind", "project", "after", "tier/endpoint", "state", "time", "detail")
+def _seconds(value: float) -> str:
+    return f"{value:.1f}s" if value < 10 else f"{value:.0f}s"
+
+
+def expected_cell(plan: DispatchPlan, step_id: str) -> str:
+    """A step's expected duration; ``*`` marks the kind's default (nothing remembered)."""
+    step = plan.step(step_id)
+    return _seconds(step.estimate) + ("*" if step.estimate_source != "remembered" else "")
+
+
+def expected_legend(plan: DispatchPlan) -> str:
+    sources = {s.estimate_source for s in plan.steps}
+    parts = []
+    if "remembered" in sources:
+        parts.append("remembered from past runs of the kind on the project")
+    if sources - {"remembered"}:
+        parts.append("* the kind's default (nothing remembered yet)")
+    return "expected: " + "; ".join(parts)
+
+
+_COLUMNS = (
+    "step",
+    "kind",
+    "project",
+    "after",
+    "tier/endpoint",
+    "state",
+    "expect",
+    "time",
+    "detail",
+)
 
 
 def steps_table(plan: DispatchPlan, *, outputs: bool = False) -> Table:
@@ -77,6 +117,7 @@ def steps_table(plan: DispatchPlan, *, outputs: bool = False) -> Table:
                 ",".join(step.depends_on) or "-",
                 step.endpoint or (step.tier.value if step.tier else "-"),
                 step.state.value,
+                expected_cell(plan, step.id),
                 f"{step.duration:.1f}s" if step.duration is not None else "",
                 detail[:100],
             )
@@ -90,7 +131,7 @@ def steps_table(plan: DispatchPlan, *, outputs: bool = False) -> Table:
     table.add_column(_COLUMNS[-1], ratio=1)  # takes what is left; its text is cut, not wrapped
     for row, step in zip(rows, plan.steps, strict=True):
         cells = [Text(c) for c in row]
-        cells[7] = Text(row[7], no_wrap=True, overflow="ellipsis")
+        cells[8] = Text(row[8], no_wrap=True, overflow="ellipsis")
         cells[5] = Text(row[5], style=_STYLE[step.state])
         table.add_row(*(cells[i] for i in shown))
     return table

@@ -6,6 +6,10 @@ expiry in milliseconds of the Redis server's clock (one clock for every machine)
 script removes expired slots and takes one only while fewer than ``limit`` are held, in
 one atomic step. A holder refreshes its lease while it works (``hold`` runs a heartbeat
 thread); a slot of a SIGKILLed process comes back when its lease runs out.
+
+A release also pushes a token to the list ``<key>:free``, on which waiters block (BLPOP)
+between two tries: a freed slot is handed over at once, not at a waiter's next poll. The
+poll stays as the fallback for slots that come back by lease expiry.
 """
 
 from __future__ import annotations
@@ -76,6 +80,16 @@ return 1
 """
 )
 _IN_USE = _PROLOGUE + "return redis.call('ZCARD', KEYS[1])\n"
+# KEYS: slots, free list; ARGV: token, limit. Returns 1 when the token held a slot.
+_RELEASE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], 1)
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+redis.call('PEXPIRE', KEYS[2], 60000)
+return 1
+"""
+#: Suffix of the list a release pushes to (waiters block on it).
+FREE_SUFFIX = ":free"
 
 
 class SlotTimeout(StepFailed):
@@ -103,7 +117,9 @@ class Semaphore:
         self.limit = limit
         self.lease_seconds = lease_seconds
         self.key = prefix + name
+        self.free_key = self.key + FREE_SUFFIX
         self._acquire = redis.register_script(_ACQUIRE)
+        self._release = redis.register_script(_RELEASE)
         self._refresh = redis.register_script(_REFRESH)
         self._in_use = redis.register_script(_IN_USE)
 
@@ -146,7 +162,16 @@ class Semaphore:
             else:
                 left = poll * 2
             # jitter so waiters on many machines do not poll in lock step
-            time.sleep(min(left, poll * random.uniform(0.5, 1.5)))
+            self._wait(min(left, poll * random.uniform(0.5, 1.5)))
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep until a holder releases a slot, or ``seconds`` passed."""
+        if seconds < 0.001:  # BLPOP would read 0 as "forever"
+            return
+        try:
+            self.redis.blpop([self.free_key], timeout=seconds)
+        except Exception:  # e.g. an old server without float timeouts: poll instead
+            time.sleep(seconds)
 
     def refresh(self, token: str) -> bool:
         """Extend the lease of ``token``'s slot; False when it no longer holds one."""
@@ -155,7 +180,8 @@ class Semaphore:
 
     def release(self, token: str) -> bool:
         """Give the slot back; False when ``token`` held none (already released or expired)."""
-        return int(self.redis.zrem(self.key, token)) == 1
+        result: Any = self._release(keys=[self.key, self.free_key], args=[token, self.limit])
+        return int(result) == 1
 
     def in_use(self) -> int:
         """How many slots are held now (expired leases not counted)."""

@@ -74,6 +74,9 @@ def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) 
             # A prompt sweep of messages taken by a worker that died (celery-lab.md).
             "unacked_restore_interval": 1,
             "unacked_restore_throttle": 1,
+            # one list per priority, so a freed slot takes the step with the longest
+            # expected rest of its plan first (``tasks.compiler.priorities``)
+            "priority_steps": list(range(defaults.STEP_PRIORITIES)),
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,

@@ -1,11 +1,19 @@
 """Plan → Celery canvas, explicitly and flat.
 
-A plan's DAG becomes: the steps every other step waits for (a chain), then the
-independent lines of work (one chain each, at most ``max_concurrent_steps`` of them, as
-the header of one chord), then the steps that wait for everything (the chord body,
-ending with ``overlord.finish``). Steps on one repository are always ordered by the
-planner, so no two of them run at once. Every step signature carries the plan's error
-callback, ``overlord.plan_failed``, which starts the rollback once per plan.
+A plan's DAG is cut into stages at the steps every other step waits for or waits on (a
+release's core steps, a report at the end): stages run one after another, and a stage
+between two such steps is its independent lines of work — one chain each, never packed
+together — as the header of a chord whose body is the rest of the plan. So A → {B, C} →
+D → {E, F} → G keeps B ∥ C and E ∥ F, and a chord's header holds only chains of steps.
+
+How many steps run at once is not the canvas's business: every line is sent at once,
+longest expected first, and ``max_concurrent_steps`` slots (the worker's concurrency in
+embedded mode, the plan's lease semaphore across workers, ``tasks.slots``) take the next
+ready step the moment one frees. Each step carries a broker priority from its expected
+remaining path (its line's rest), so a slot prefers the step that ends the plan latest.
+Steps on one repository always share a line, so no two of them run at once. Every step
+signature carries the plan's error callback, ``overlord.plan_failed``, which starts the
+rollback once per plan.
 
 The push steps of a plan are a separate phase (``compile_push``), enqueued only after a
 person approved the push.
@@ -18,6 +26,7 @@ from dataclasses import dataclass, field
 from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
+from overlord import defaults
 from overlord.config import ActionKind
 from overlord.plan import DispatchPlan, DispatchStep, StepState
 from overlord.tasks.definitions import step_task_name
@@ -25,38 +34,65 @@ from overlord.tasks.names import plan_task_name, step_name, undo_name
 
 FINISH = "overlord.finish"
 FAILED = "overlord.plan_failed"
+#: Broker priorities 0 (first) .. PRIORITIES - 1; the app's ``priority_steps`` match.
+PRIORITIES = defaults.STEP_PRIORITIES
+
+#: One stage: its lines (chains of step ids) that may run in parallel.
+Stage = list[list[str]]
 
 
 @dataclass
 class Layout:
     """The shape of a compiled plan, as step ids (what the canvas is built from)."""
 
-    prefix: list[str] = field(default_factory=list)
-    lines: list[list[str]] = field(default_factory=list)
-    suffix: list[str] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
+
+    @property
+    def lines(self) -> list[list[str]]:
+        return [line for stage in self.stages for line in stage]
 
 
-def layout(plan: DispatchPlan, step_ids: list[str], max_lines: int) -> Layout:
-    """Split the sub-DAG of ``step_ids`` into prefix, parallel lines and suffix."""
-    todo = [s for s in plan.order() if s in set(step_ids)]
-    deps = {s: set(plan.step(s).depends_on) & set(todo) for s in todo}
+def layout(plan: DispatchPlan, step_ids: list[str]) -> Layout:
+    """The stages of the sub-DAG of ``step_ids``, each line longest expected first."""
+    wanted = set(step_ids)
+    todo = [s for s in plan.order() if s in wanted]
+    deps = {s: set(plan.step(s).depends_on) & wanted for s in todo}
+    before = _ancestors(todo, deps)
+    after: dict[str, set[str]] = {s: set() for s in todo}
+    for s in todo:
+        for a in before[s]:
+            after[a].add(s)
+    # a cut: every other step is before or after it (all cuts are ordered among themselves)
+    cuts = [s for s in todo if len(before[s]) + len(after[s]) == len(todo) - 1]
+    segments: list[list[str]] = [[] for _ in range(len(cuts) + 1)]
+    for s in todo:
+        if s not in cuts:
+            segments[sum(1 for c in cuts if c in before[s])].append(s)
     out = Layout()
-    remaining = list(todo)
-
-    def sources() -> list[str]:
-        return [s for s in remaining if not deps[s] & set(remaining)]
-
-    def sinks() -> list[str]:
-        return [s for s in remaining if not any(s in deps[o] for o in remaining if o != s)]
-
-    while remaining and len(sources()) == 1:
-        out.prefix.append(sources()[0])
-        remaining.remove(out.prefix[-1])
-    while len(remaining) > 1 and len(sinks()) == 1:
-        out.suffix.insert(0, sinks()[0])
-        remaining.remove(out.suffix[0])
-    out.lines = _pack(_components(remaining, deps, plan), plan, max(1, max_lines))
+    for i, segment in enumerate(segments):
+        if segment:
+            lines = _components(segment, deps, plan)
+            lines.sort(key=lambda ln: -sum(plan.step(s).estimate for s in ln))
+            out.stages.append(lines)
+        if i < len(cuts):
+            out.stages.append([[cuts[i]]])
+    # consecutive one-line stages are one line
+    merged: list[Stage] = []
+    for stage in out.stages:
+        if merged and len(stage) == 1 and len(merged[-1]) == 1:
+            merged[-1][0].extend(stage[0])
+        else:
+            merged.append(stage)
+    out.stages = merged
     return out
+
+
+def _ancestors(todo: list[str], deps: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Every step's transitive dependencies (``todo`` is in topological order)."""
+    before: dict[str, set[str]] = {}
+    for s in todo:
+        before[s] = set(deps[s]).union(*(before[d] for d in deps[s]))
+    return before
 
 
 def _components(
@@ -88,24 +124,36 @@ def _components(
     return list(groups.values())
 
 
-def _pack(lines: list[list[str]], plan: DispatchPlan, limit: int) -> list[list[str]]:
-    """At most ``limit`` lines: longest first, each into the currently shortest bin."""
-    if len(lines) <= limit:
-        return lines
-    cost = {tuple(line): sum(plan.step(s).estimate for s in line) for line in lines}
-    bins: list[list[str]] = [[] for _ in range(limit)]
-    load = [0.0] * limit
-    for line in sorted(lines, key=lambda ln: -cost[tuple(ln)]):
-        i = load.index(min(load))
-        bins[i].extend(line)
-        load[i] += cost[tuple(line)]
-    return [b for b in bins if b]
+def priorities(plan: DispatchPlan, shape: Layout) -> dict[str, int]:
+    """Broker priority of each step: 0 for the longest expected rest of the plan.
+
+    A step's rest is its own expected time, what follows it in its line, and the stages
+    after its own (the critical path of what is left once it starts)."""
+    rest: dict[str, float] = {}
+    later = 0.0
+    for stage in reversed(shape.stages):
+        longest = 0.0
+        for line in stage:
+            tail = later
+            for s in reversed(line):
+                tail += plan.step(s).estimate
+                rest[s] = tail
+            longest = max(longest, tail - later)
+        later += longest
+    top = max(rest.values(), default=0.0)
+    if top <= 0:
+        return {s: 0 for s in rest}
+    return {s: round((PRIORITIES - 1) * (1 - r / top)) for s, r in rest.items()}
 
 
-def step_signature(app: Celery, plan_id: str, step: DispatchStep) -> Signature:
+def step_signature(
+    app: Celery, plan_id: str, step: DispatchStep, priority: int | None = None
+) -> Signature:
     sig = _step(app, plan_id, step)
     failed = app.signature(FAILED, args=(plan_id,), queue="direct", immutable=True)
     sig.set(link_error=[failed.set(shadow=plan_task_name("plan-failed", plan_id))])
+    if priority is not None:
+        sig.set(priority=priority)
     return sig
 
 
@@ -130,30 +178,32 @@ def _finish(app: Celery, plan_id: str) -> Signature:
     )
 
 
-def _line(app: Celery, plan: DispatchPlan, ids: list[str]) -> Signature:
-    sigs = [step_signature(app, plan.id, plan.step(s)) for s in ids]
-    return sigs[0] if len(sigs) == 1 else chain(*sigs, app=app)
-
-
-def compile_plan(app: Celery, plan: DispatchPlan, max_lines: int) -> Signature:
+def compile_plan(app: Celery, plan: DispatchPlan) -> Signature:
     """The canvas of every unfinished, non-push step of ``plan``."""
     todo = [
         s.id
         for s in plan.steps
         if s.kind is not ActionKind.PUSH and s.state in (StepState.PENDING, StepState.RUNNING)
     ]
-    shape = layout(plan, todo, max_lines)
-    prefix = [step_signature(app, plan.id, plan.step(s)) for s in shape.prefix]
-    tail = [step_signature(app, plan.id, plan.step(s)) for s in shape.suffix] + [
-        _finish(app, plan.id)
-    ]
-    if len(shape.lines) <= 1:
-        middle = [step_signature(app, plan.id, plan.step(s)) for line in shape.lines for s in line]
-        return chain(*prefix, *middle, *tail, app=app)
-    header = group(*(_line(app, plan, line) for line in shape.lines), app=app)
-    body = tail[0] if len(tail) == 1 else chain(*tail, app=app)
-    fan = chord(header, body, app=app)
-    return chain(*prefix, fan, app=app) if prefix else fan
+    shape = layout(plan, todo)
+    rank = priorities(plan, shape)
+
+    def sig(s: str) -> Signature:
+        return step_signature(app, plan.id, plan.step(s), rank[s])
+
+    def line(ids: list[str]) -> Signature:
+        return sig(ids[0]) if len(ids) == 1 else chain(*(sig(s) for s in ids), app=app)
+
+    # built from the end: a one-line stage runs before the rest; a stage of several lines
+    # is a chord whose body is the rest
+    rest: list[Signature] = [_finish(app, plan.id)]
+    for stage in reversed(shape.stages):
+        if len(stage) == 1:
+            rest = [sig(s) for s in stage[0]] + rest
+        else:
+            body = rest[0] if len(rest) == 1 else chain(*rest, app=app)
+            rest = [chord(group(*(line(ln) for ln in stage), app=app), body, app=app)]
+    return rest[0] if len(rest) == 1 else chain(*rest, app=app)
 
 
 def compile_push(app: Celery, plan: DispatchPlan) -> Signature:

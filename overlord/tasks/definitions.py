@@ -18,6 +18,7 @@ from overlord import lifecycle, steps
 from overlord.config import ActionKind, Config
 from overlord.errors import StepFailed
 from overlord.lifecycle import View
+from overlord.tasks.slots import plan_slot
 
 #: Seconds between two checks, by the rollback, that no step of the plan is still running.
 ROLLBACK_POLL = 0.2
@@ -96,10 +97,15 @@ def register(app: Celery) -> None:
                 return refused
             from overlord.tasks.liveness import heartbeat
 
+            config = _config(self)
             worker = self.request.hostname or "worker"
-            # distributed: the step's heartbeat, so a lost worker's step is sent again
-            with heartbeat(self.app, plan_id, step_id, worker):
-                return steps.execute(_config(self), plan_id, step_id, worker)
+            # one of the plan's max_concurrent_steps slots first (distributed), then the
+            # step's heartbeat, so a lost worker's step is sent again
+            with (
+                plan_slot(self.app, config, plan_id, step_id),
+                heartbeat(self.app, plan_id, step_id, worker),
+            ):
+                return steps.execute(config, plan_id, step_id, worker)
 
     for kind in ActionKind:
         make_step_task(kind)

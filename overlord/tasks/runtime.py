@@ -72,7 +72,8 @@ class Runtime:
         if worker is None:
             worker = self.embedded or os.environ.get(INPROCESS_WORKER_ENV, "") not in ("", "0")
         self.with_worker = worker
-        self.concurrency = concurrency or config.dispatch.max_concurrent_steps + 2
+        # embedded: the worker's threads are the plan's slots (``tasks.slots``)
+        self.concurrency = concurrency or config.dispatch.max_concurrent_steps
         self._stack = ExitStack()
         self.server: PrivateRedis | None = None
         self.app: Celery | None = None
@@ -82,6 +83,7 @@ class Runtime:
         try:
             self.broker_url = self._start_broker()
             self.app = make_app(self.config, self.broker_url)
+            self.app.overlord_embedded = self.embedded  # type: ignore[attr-defined]
             self._stack.callback(_drop_result_subscriptions, self.app)
             if self.with_worker:
                 # closing the worker waits for its pending Redis poll (a BRPOP) to time

@@ -151,4 +151,4 @@ def enqueue(config: Config, plan_id: str, app: Celery, *, schedule: str) -> None
     ):
         return
     plan = store.load(plan_id)
-    compile_plan(app, plan, config.dispatch.max_concurrent_steps).apply_async()
+    compile_plan(app, plan).apply_async()
