@@ -267,7 +267,8 @@ def read_text(path: Path) -> str:
 def parse(text: str, path: Path) -> Config:
     """Validate the YAML text of a configuration file read from ``path``."""
     try:
-        data = yaml.safe_load(text)
+        # libyaml's loader when PyYAML has it: ~6x faster on a config of hundreds of projects
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

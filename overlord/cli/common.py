@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.segment import Segment
-
-from overlord.terminal import clean
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from overlord.config import Config
 
 ConfigOpt = Annotated[
@@ -39,20 +36,32 @@ DetachOpt = Annotated[
 ]
 
 
-class SafeConsole(Console):
-    """A console whose printed text has its control characters shown escaped: every text
-    segment passes through ``terminal.clean`` just before it is written; the console's
-    own control sequences (styles, the live display's cursor moves) are kept."""
+class _LazyConsole:
+    """A ``SafeConsole`` made on first use: ``--json`` output and ``--help`` never pay for
+    importing rich's console."""
 
-    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
-        return super()._render_buffer(
-            segment if segment.control else Segment(clean(segment.text), segment.style)
-            for segment in buffer
-        )
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        if self._console is None:
+            from overlord.cli.safe_console import SafeConsole
+
+            self._console = SafeConsole(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
 
 
-console = SafeConsole(highlight=False)
-err_console = SafeConsole(stderr=True, highlight=False)
+def rich_console(lazy: Console) -> Console:
+    """The real console behind ``console`` / ``err_console`` (for rich's Live, Prompt)."""
+    return lazy.get() if isinstance(lazy, _LazyConsole) else lazy
+
+
+console: Console = _LazyConsole(highlight=False)  # type: ignore[assignment]
+err_console: Console = _LazyConsole(stderr=True, highlight=False)  # type: ignore[assignment]
 
 
 def say(text: str, *, err: bool = False) -> None:

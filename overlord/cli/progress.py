@@ -7,7 +7,7 @@ import sys
 from rich.live import Live
 
 from overlord import runner
-from overlord.cli.common import console, print_json, say
+from overlord.cli.common import console, print_json, rich_console, say
 from overlord.cli.render import (
     expected_legend,
     outcome_line,
@@ -30,7 +30,7 @@ def interactive(json_out: bool = False, detach: bool = False) -> bool:
 def ask(question: str) -> bool:
     from rich.prompt import Confirm
 
-    return Confirm.ask(question, console=console, default=False)
+    return Confirm.ask(question, console=rich_console(console), default=False)
 
 
 class Progress:
@@ -43,7 +43,7 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if not self.quiet and console.is_terminal:
-            self.live = Live(console=console, refresh_per_second=8, transient=False)
+            self.live = Live(console=rich_console(console), refresh_per_second=8, transient=False)
             self.live.__enter__()
         return self
 
