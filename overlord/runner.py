@@ -134,13 +134,23 @@ def _owner_alive(owner: dict[str, object]) -> bool:
 
 
 def _record_branches(config: Config, plan: DispatchPlan) -> dict[str, str | None]:
+    """What each repository has checked out before the plan runs (asked all at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     branches: dict[str, str | None] = dict(plan.original_branches)
-    for project in plan.projects:
-        if project not in branches:
-            try:
-                branches[project] = head_name(Git(config.projects[project].path))
-            except OverlordError:
-                branches[project] = None
+    wanted = [p for p in plan.projects if p not in branches]
+
+    def head(project: str) -> str | None:
+        try:
+            return head_name(Git(config.projects[project].path))
+        except OverlordError:
+            return None
+
+    if len(wanted) > 1:
+        with ThreadPoolExecutor(max_workers=min(8, len(wanted))) as pool:
+            branches.update(zip(wanted, pool.map(head, wanted), strict=True))
+    else:
+        branches.update((p, head(p)) for p in wanted)
     return branches
 
 
@@ -177,7 +187,7 @@ def run(
                 f"plan {plan.id} changed state meanwhile; see `overlord plans show {plan.id}`"
             )
         plan = store.load(plan.id)
-        compile_plan(runtime.app, plan).apply_async()
+        runtime.send(compile_plan(runtime.app, plan))
         if detach and not runtime.embedded:
             return store.load(plan.id)
         return wait(config, plan.id, follow=follow, tick=_recovery(runtime, config, plan.id))
@@ -303,7 +313,7 @@ def push(
         tested.check_unmoved(config, store.load(plan_id))
         if not lifecycle.move(store, plan_id, Move.APPROVE_PUSH, push_approved=True):
             raise PlanError(f"plan {plan_id} is not waiting for a push")
-        compile_push(runtime.app, store.load(plan_id)).apply_async()
+        runtime.send(compile_push(runtime.app, store.load(plan_id)))
         if detach and not runtime.embedded:
             return store.load(plan_id)
         return wait(config, plan_id, follow=follow)
@@ -333,7 +343,7 @@ def rollback(
         store.update_doc(plan_id, owner=_owner(runtime.embedded))
         from overlord.tasks.definitions import rollback_signature
 
-        rollback_signature(runtime.app, plan_id).apply_async()
+        runtime.send(rollback_signature(runtime.app, plan_id))
         return wait(config, plan_id, follow=follow)
 
 

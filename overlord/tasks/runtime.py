@@ -78,6 +78,7 @@ class Runtime:
         self.server: PrivateRedis | None = None
         self.app: Celery | None = None
         self.broker_url: str | None = None
+        self._worker: list[Any] | None = None
 
     def __enter__(self) -> Runtime:
         try:
@@ -113,6 +114,15 @@ class Runtime:
     ) -> None:
         self.close()
 
+    def send(self, signature: Any) -> None:
+        """Send a canvas; with an in-process worker, also make sure that worker started
+        (it is built while the command prepares the plan)."""
+        signature.apply_async()
+        if self._worker is not None:
+            from overlord.tasks.inprocess import raise_if_failed
+
+            raise_if_failed(self._worker)
+
     def close(self) -> None:
         self._stack.close()
 
@@ -127,38 +137,17 @@ class Runtime:
         return self.server.start()
 
     def _start_worker(self) -> None:
-        from celery.contrib.testing.worker import start_worker
+        from overlord.tasks.inprocess import in_process_worker
 
         assert self.app is not None
-        worker = self._stack.enter_context(
-            start_worker(
+        self._worker = self._stack.enter_context(
+            in_process_worker(
                 self.app,
-                pool="threads",
                 concurrency=self.concurrency,
-                # the person's terminal shows the plan's progress and outcome; a failed
-                # step (and the chord error Celery logs for it) is recorded in the plan
-                loglevel="CRITICAL",
-                perform_ping_check=False,
-                shutdown_timeout=30.0,
                 queues=queues(self.config),
+                shutdown_timeout=30.0,
             )
         )
-        self._stack.callback(_wake_to_stop, worker)
-
-
-def _wake_to_stop(worker: Any) -> None:
-    """Ask the in-process worker to stop and wake its event loop now: left alone, it sees
-    the request only when its next poll returns (up to ~0.1 s, on every command)."""
-    from celery.worker import state
-
-    state.should_terminate = 0  # what ``start_worker`` sets when it exits, just after this
-    hub = getattr(worker, "hub", None)
-    if hub is not None:
-        hub.call_soon(_nothing)
-
-
-def _nothing() -> None:
-    """A callback whose only effect is to wake the worker's event loop."""
 
 
 def _drop_result_subscriptions(app: Celery) -> None:
