@@ -43,6 +43,7 @@ def _git(repo: Path, *args: str, env: Mapping[str, str], date: str | None = None
 
 
 def build(root: Path, count: int, env: Mapping[str, str]) -> list[Path]:
+    root.mkdir(parents=True, exist_ok=True)
     repos: list[Path] = []
     for i in range(count):
         repo, bare = root / "repos" / f"repo{i:02d}", root / "remotes" / f"repo{i:02d}.git"
