@@ -61,6 +61,7 @@ def test_embedded_runtime_leaves_no_server_thread_or_directory(tmp_path: Path) -
             if str(directory) in " ".join(p.info["cmdline"] or [])
         ]
         assert len(servers) == 1
+        assert runtime.ready()  # the worker starts in the background
         reply = runtime.app.control.inspect(timeout=2).active_queues() or {}
         assert any(q["name"] == "direct" for queues in reply.values() for q in queues)
     assert not directory.exists()

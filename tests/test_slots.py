@@ -56,7 +56,8 @@ def test_uneven_suites_fill_every_slot_longest_first(env: Env) -> None:
     first = sorted(done.steps, key=lambda s: s.started_at or datetime.max)[:3]
     assert {"s3", "s5"} <= {s.id for s in first}  # the long ones start at once
     # the short ones run beside the long ones instead of behind them
-    assert overlap(done, "s3", "s9") or overlap(done, "s5", "s9")
+    short = [s.id for s in done.steps if s.id not in ("s3", "s5")]
+    assert sum(overlap(done, "s3", s) for s in short) >= 2
 
 
 def test_multi_stage_dag_runs_both_fan_outs_in_parallel(env: Env) -> None:

@@ -1,11 +1,12 @@
 """A Celery worker in a thread of this process (embedded mode, tests, benchmarks).
 
-Celery's own ``celery.contrib.testing.worker.start_worker`` waits until the worker is
-ready (~0.1 s) before it returns. A plan does not need to wait: its messages sit in the
-broker until the worker consumes them, so ``in_process_worker`` returns at once and the
-command records the plan's branches, saves its state and sends its canvas while the
-worker starts. On exit it waits for the worker to be up (a worker stopped half-way
-through its start could hang), then stops it and wakes its event loop so it stops now.
+Celery's own ``celery.contrib.testing.worker.start_worker`` builds the worker and waits
+until it is ready (~0.1 s each) before it returns. A plan does not need to wait: its
+messages sit in the broker until the worker consumes them, so ``in_process_worker``
+builds and starts the worker in its own thread and returns at once, and the command
+records the plan's branches, saves its state and sends its canvas meanwhile. On exit it
+waits for the worker to be up (a worker stopped half-way through its start could hang),
+then stops it and wakes its event loop so it stops now.
 """
 
 from __future__ import annotations
@@ -21,24 +22,41 @@ from celery import Celery
 LOGLEVEL = "CRITICAL"
 
 
+class WorkerHandle:
+    """The worker being built in its thread, or what stopped it being built."""
+
+    def __init__(self) -> None:
+        self.built = threading.Event()
+        self.worker: Any = None
+        self.error: BaseException | None = None
+
+    def raise_if_failed(self, timeout: float = 30.0) -> None:
+        """Wait until the worker is built; raise what stopped it, if anything."""
+        self.built.wait(timeout)
+        if self.error is not None:
+            raise RuntimeError(f"the in-process worker could not start: {self.error}")
+
+    def ready(self, timeout: float = 30.0) -> bool:
+        """Wait until the worker consumes its queues (answers remote control too)."""
+        self.raise_if_failed(timeout)
+        return self.worker is not None and bool(self.worker._on_started.wait(timeout))
+
+
 @contextmanager
 def in_process_worker(
     app: Celery, *, concurrency: int, queues: list[str], shutdown_timeout: float = 30.0
-) -> Iterator[Any]:
-    """Start a thread-pool worker of ``app`` on ``queues``; yields at once (a list that
-    holds the worker once it is built)."""
+) -> Iterator[WorkerHandle]:
+    """Start a thread-pool worker of ``app`` on ``queues``; yields its handle at once."""
     from celery.contrib.testing.worker import TestWorkController, setup_app_for_worker
     from celery.utils.nodenames import anon_nodename
     from celery.worker import state
 
-    built = threading.Event()
-    made: list[Any] = []  # the worker, or the exception that stopped it being built
+    handle = WorkerHandle()
 
     def build_and_run() -> None:
-        # building the worker takes ~0.1 s too: done here, beside the caller's work
         try:
             setup_app_for_worker(app, LOGLEVEL, None)
-            worker = TestWorkController(
+            handle.worker = TestWorkController(
                 app=app,
                 concurrency=concurrency,
                 hostname=anon_nodename(),
@@ -52,21 +70,19 @@ def in_process_worker(
                 queues=queues,
             )
         except BaseException as exc:
-            made.append(exc)
+            handle.error = exc
             raise
-        else:
-            made.append(worker)
         finally:
-            built.set()
-        worker.start()
+            handle.built.set()
+        handle.worker.start()
 
     thread = threading.Thread(target=build_and_run, name="overlord-worker", daemon=True)
     thread.start()
     try:
-        yield made
+        yield handle
     finally:
-        built.wait(shutdown_timeout)
-        worker = made[0] if made and not isinstance(made[0], BaseException) else None
+        handle.built.wait(shutdown_timeout)
+        worker = handle.worker
         if worker is not None:
             worker._on_started.wait(shutdown_timeout)
         state.should_terminate = 0
@@ -77,17 +93,6 @@ def in_process_worker(
         state.should_terminate = None
         if thread.is_alive():
             raise RuntimeError(f"the in-process worker did not stop within {shutdown_timeout:g} s")
-
-
-def raise_if_failed(handle: list[Any], timeout: float = 30.0) -> None:
-    """Wait until the worker of ``handle`` is built; raise what stopped it, if anything."""
-    deadline = threading.Event()
-    for _ in range(int(timeout / 0.005)):
-        if handle:
-            break
-        deadline.wait(0.005)
-    if handle and isinstance(handle[0], BaseException):
-        raise RuntimeError(f"the in-process worker could not start: {handle[0]}") from handle[0]
 
 
 def _nothing() -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from celery._state import _set_task_join_will_block, task_join_will_block
@@ -26,6 +26,9 @@ from overlord.config import Config
 from overlord.errors import BrokerUnavailable
 from overlord.tasks.app import make_app, queues
 from overlord.tasks.private_redis import PrivateRedis, reap_orphans
+
+if TYPE_CHECKING:
+    from overlord.tasks.inprocess import WorkerHandle
 
 #: Set to 1 to run an in-process worker on the configured broker (tests, benchmarks).
 INPROCESS_WORKER_ENV = "OVERLORD_INPROCESS_WORKER"
@@ -78,7 +81,7 @@ class Runtime:
         self.server: PrivateRedis | None = None
         self.app: Celery | None = None
         self.broker_url: str | None = None
-        self._worker: list[Any] | None = None
+        self._worker: WorkerHandle | None = None
 
     def __enter__(self) -> Runtime:
         try:
@@ -119,9 +122,12 @@ class Runtime:
         (it is built while the command prepares the plan)."""
         signature.apply_async()
         if self._worker is not None:
-            from overlord.tasks.inprocess import raise_if_failed
+            self._worker.raise_if_failed()
 
-            raise_if_failed(self._worker)
+    def ready(self, timeout: float = 30.0) -> bool:
+        """Wait until the in-process worker (started in the background) consumes its
+        queues; False without one."""
+        return self._worker is not None and self._worker.ready(timeout)
 
     def close(self) -> None:
         self._stack.close()
