@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+from celery._state import task_join_will_block
 
 from overlord.config import Config
 from overlord.errors import BrokerUnavailable
@@ -51,6 +52,7 @@ def test_private_redis_that_cannot_start_says_so(tmp_path: Path) -> None:
 def test_embedded_runtime_leaves_no_server_thread_or_directory(tmp_path: Path) -> None:
     config = Config.model_validate({"state_url": f"sqlite:///{tmp_path / 'state.db'}"})
     threads = set(threading.enumerate())
+    joins_blocked = task_join_will_block()
     with Runtime(config) as runtime:
         assert runtime.embedded and runtime.with_worker and runtime.app is not None
         assert runtime.server is not None
@@ -67,6 +69,8 @@ def test_embedded_runtime_leaves_no_server_thread_or_directory(tmp_path: Path) -
     assert not directory.exists()
     assert not servers[0].is_running() or servers[0].status() == psutil.STATUS_ZOMBIE
     assert {t for t in threading.enumerate() if t.is_alive()} <= threads
+    # the worker's pool flags result.get() as blocking while it runs; put back after
+    assert task_join_will_block() == joins_blocked
 
 
 def test_a_server_left_by_a_killed_overlord_is_reaped_by_the_next_runtime(tmp_path: Path) -> None:

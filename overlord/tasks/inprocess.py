@@ -47,11 +47,14 @@ def in_process_worker(
     app: Celery, *, concurrency: int, queues: list[str], shutdown_timeout: float = 30.0
 ) -> Iterator[WorkerHandle]:
     """Start a thread-pool worker of ``app`` on ``queues``; yields its handle at once."""
+    from celery._state import _set_task_join_will_block, task_join_will_block
     from celery.contrib.testing.worker import TestWorkController, setup_app_for_worker
     from celery.utils.nodenames import anon_nodename
     from celery.worker import state
 
     handle = WorkerHandle()
+    # the worker's pool sets this process-wide flag while it starts; put back what it was
+    joins_blocked = task_join_will_block()
 
     def build_and_run() -> None:
         try:
@@ -91,6 +94,7 @@ def in_process_worker(
             hub.call_soon(_nothing)
         thread.join(shutdown_timeout)
         state.should_terminate = None
+        _set_task_join_will_block(joins_blocked)
         if thread.is_alive():
             raise RuntimeError(f"the in-process worker did not stop within {shutdown_timeout:g} s")
 
