@@ -164,6 +164,38 @@ def test_a_container_minion_cannot_reach_the_host_s_services(
 
 @pytest.mark.docker
 @pytest.mark.slow
+def test_a_container_minion_cannot_plant_hooks_or_push(
+    repo: Path,
+    tmp_path: Path,
+    docker_client: Any,  # noqa: F811
+) -> None:
+    """The reproductions: a test planted .git/hooks/post-checkout in the person's repository
+    (it ran at their next checkout) and pushed a branch to the remote."""
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    git(repo, "push", "-q", "origin", "main")
+    evil = (
+        "import os, subprocess; "
+        "open('.git/hooks/post-checkout', 'w').write('#!/bin/sh\\ntouch /tmp/pwned\\n'); "
+        "os.chmod('.git/hooks/post-checkout', 0o755); "
+        f"print(subprocess.run(['git', 'push', {str(remote)!r}, 'HEAD:refs/heads/evil'], "
+        "capture_output=True, text=True).stderr)"
+    )
+    command = ["python3", "-c", evil]
+    with ScriptedOpenAI(hostile(command)) as server:
+        result = run(repo, server, "h1", "docker", "sk-hooks", command)
+        seen = tool_output(server)
+    assert result.ok, result  # the branch came back; nothing else did
+    assert not (repo / ".git" / "hooks" / "post-checkout").exists()
+    assert git(remote, "branch", "--list", "evil") == ""
+    assert "exit code 0" in seen  # the test ran; its push went nowhere
+    git(repo, "checkout", "-q", "overlord/p1/h1")  # a checkout runs no planted hook
+    assert git(repo, "show", "HEAD:app.py") == "x = 1"
+
+
+@pytest.mark.docker
+@pytest.mark.slow
 def test_links_planted_in_the_clone_are_never_followed(
     repo: Path,
     tmp_path: Path,
