@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from overlord.cli.app import main
-from tests.kit import Workspace
+from tests.kit import Workspace, add_failing_test
 from tests.test_worker_cli import configure, redis_db, spawn, start_worker, stop, wait_for_line
 
 DB = 12
@@ -87,6 +87,24 @@ def test_flower_api_lists_the_plan_tasks_without_secrets(
         log = (tmp_path / "worker.log").read_text()
         for name in expected:
             assert f"Task {name}[" in log, log[-3000:]
+
+        # a release that fails in api: Flower says what the rollback undoes, and where
+        add_failing_test(workspace.repos["api"])
+        code = main(["--config", str(path), "dispatch", "--yes", "release core 0.2.0", "--json"])
+        failed = json.loads(capsys.readouterr().out)
+        assert code == 1 and failed["state"] == "rolled-back", failed
+        fid, steps = failed["id"], {s["id"]: s for s in failed["steps"]}
+        undos = {
+            f"undo {steps[s]['kind']} {steps[s]['project']} · {fid}/{s}" for s in failed["undone"]
+        }
+        assert f"undo merge core · {fid}/" in " ".join(undos)
+        rollback = {f"plan-failed · {fid}", f"rollback · {fid}", f"rollback-done · {fid}"}
+        names: set[str] = set()
+        while time.monotonic() < deadline + 60 and not (undos | rollback) <= names:
+            tasks = requests.get(f"{base}/api/tasks", timeout=5).json().values()
+            names = {t.get("name") for t in tasks if fid in str(t["args"])}
+            time.sleep(0.3)
+        assert (undos | rollback) <= names, names
     finally:
         stop(flower, timeout=15)
         stop(worker)

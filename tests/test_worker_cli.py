@@ -33,7 +33,11 @@ SLEEP_TEST = f'{sys.executable} -c "import time; time.sleep(1.5)"'
 
 
 def redis_db(db: int) -> str:
-    url = f"redis://127.0.0.1:6379/{db}"
+    """A flushed database of the tests' Redis (``OVERLORD_TEST_REDIS``, default
+    127.0.0.1:6379: sessions sharing one server take each other's tasks)."""
+    from tests.dispatch_helpers import TEST_REDIS
+
+    url = f"redis://{TEST_REDIS}/{db}"
     redis_lib.Redis.from_url(url).flushdb()
     return url
 
