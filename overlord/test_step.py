@@ -38,6 +38,12 @@ def tests_run(ctx: Context, undo: dict[str, Any]) -> str:
             env=scrubbed_env(ctx.config),  # no secret reaches a project's command
             cancelled=_plan_stopped(ctx),
         )
+    if done.cancelled:
+        raise StepFailed(
+            f"tests of {ctx.project.name} stopped: the plan stopped running "
+            "(another step failed, or it was cancelled)",
+            output=done.output,
+        )
     if not done.ok:
         lines = [line for line in done.output.strip().splitlines() if line.strip()]
         last = lines[-1][:200] if lines else "no output"
