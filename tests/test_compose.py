@@ -23,6 +23,8 @@ from overlord.tasks.app import queues
 from tests.conftest import IN_CI
 from tests.dispatch_helpers import run_detached
 from tests.kit import Workspace, peak_overlap
+from tests.openai_server import ScriptedOpenAI
+from tests.test_minion_steps import TASK, WRITE_AND_FINISH
 from tests.test_worker_cli import configure, redis_db, set_test_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -348,8 +350,9 @@ def test_compose_workers_run_plans_within_the_endpoint_limit(
     tag = f"localhost/overlord:test-{uuid.uuid4().hex[:8]}"
     build_image(host, tag, tmp_path)
     broker = redis_db(DB)
+    model = ScriptedOpenAI(WRITE_AND_FINISH).start()  # for the minion step at the end
     models = (
-        "\nmodels:\n  cloud-fast: {endpoint: 'http://127.0.0.1:9/v1', model: m, "
+        f"\nmodels:\n  cloud-fast: {{endpoint: '{model.url}', model: m, "
         "tier: cloud-fast, concurrent: 2}\n"
     )
     path = configure(workspace, broker, models)
@@ -418,7 +421,22 @@ def test_compose_workers_run_plans_within_the_endpoint_limit(
         plan = run_detached(config_module.load(path), "run tests in core and api", timeout=120)
         assert plan.state.value == "succeeded", [(s.id, s.state, s.error) for s in plan.steps]
         assert all(str(s.worker).startswith("direct@") for s in plan.steps)
+
+        # code work: the cloud-fast worker starts a minion container on the host's engine
+        # (the socket compose mounts), never a host process
+        plan = run_detached(config_module.load(path), TASK, queue="cloud-fast", timeout=180)
+        (step,) = plan.steps
+        assert plan.state.value == "succeeded", (step.state, step.error, step.output)
+        assert "model calls through the relay: 2" in (step.output or "")
+        assert "UNSANDBOXED" not in (step.output or "")
+        assert model.chat_count == 2
+        branch = f"overlord/{plan.id}/{step.id}"
+        core = workspace.root / "repos" / "core"
+        shown = subprocess.run(["git", "-C", str(core), "show", f"{branch}:greeting.py"],
+                               capture_output=True, text=True)  # fmt: skip
+        assert "def greet" in shown.stdout, shown.stderr
     finally:
+        model.stop()
         down = run("down", "--timeout", "20", "--volumes", timeout=120)
         subprocess.run(["docker", "-H", host, "image", "rm", "-f", tag], capture_output=True)
         assert down.returncode == 0, down.stderr
