@@ -9,110 +9,15 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import select, update
 
-from overlord import db, defaults, hotpath, notify, schema
+from overlord import db, defaults, hotpath, notify, plan_rows, schema
+from overlord import store_statements as sql
 from overlord.errors import PlanNotFound
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
 from overlord.secrets import redact
-
-_PLAN_DOC = (
-    "scope",
-    "requires_approval",
-    "approval_reason",
-    "scheduled_run",
-    "push_approved",
-    "translation",
-    "person_approved",
-    "original_branches",
-    "error",
-    "undone",
-    "notes",
-    "owner",
-    "options",
-)
-_STEP_DATA = (
-    "kind",
-    "project",
-    "description",
-    "params",
-    "depends_on",
-    "tier",
-    "queue",
-    "timeout",
-    "estimate",
-    "estimate_source",
-)
-_STEP_COLUMNS = (
-    "state",
-    "attempts",
-    "started_at",
-    "ended_at",
-    "finished_seq",
-    "worker",
-    "output",
-    "error",
-    "undo",
-    "endpoint",
-    "route_reason",
-)
-
-
-# Statements on the per-step path, built once (bound parameters): building a statement
-# costs more than running it on SQLite.
-_S = schema.steps.c
-_THIS_STEP = (_S.plan_id == bindparam("pid")) & (_S.step_id == bindparam("sid"))
-_PLAN_STATE = (
-    select(schema.plans.c.state).where(schema.plans.c.id == bindparam("pid")).with_for_update()
-)
-_PLAN_STATE_READ = select(schema.plans.c.state).where(schema.plans.c.id == bindparam("pid"))
-_STEP_ROW = select(schema.steps).where(_THIS_STEP)
-_GATE_PLAN = select(schema.plans.c.state, schema.plans.c.doc).where(
-    schema.plans.c.id == bindparam("pid")
-)
-_GATE_STEPS = select(_S.step_id, _S.state, _S.data, _S.undo).where(_S.plan_id == bindparam("pid"))
-_EVENT = schema.events.insert().values(
-    plan_id=bindparam("pid"),
-    step_id=bindparam("sid"),
-    at=bindparam("at"),
-    kind=bindparam("kind"),
-    message=bindparam("message"),
-)
-_UPDATE_STEP = update(schema.steps).where(_THIS_STEP)  # SET comes from the parameters' keys
-#: pending|running → running, only while the plan runs; the row after the update
-_CLAIM = (
-    update(schema.steps)
-    .where(
-        _THIS_STEP
-        & ((_S.state == StepState.PENDING.value) | (_S.state == StepState.RUNNING.value))
-        & (
-            select(schema.plans.c.state)
-            .where(schema.plans.c.id == bindparam("pid"))
-            .scalar_subquery()
-            == PlanState.RUNNING.value
-        )
-    )
-    .values(
-        state=StepState.RUNNING.value,
-        attempts=_S.attempts + 1,
-        started_at=bindparam("now"),  # this attempt's start: a dead one's wait is not work
-        worker=bindparam("worker"),
-    )
-    .returning(*schema.steps.c)
-)
-_DONE = schema.steps.alias("done")  # not correlated with the row being updated
-#: succeeded: the step's place in the order of completion (rollback undoes in reverse)
-_FINISH_SUCCEEDED = _UPDATE_STEP.values(
-    finished_seq=select(func.coalesce(func.max(_DONE.c.finished_seq), 0) + 1)
-    .where(_DONE.c.plan_id == bindparam("pid"))
-    .scalar_subquery()
-)
-#: the same on PostgreSQL, where concurrent finishes would read the same ``max``
-_FINISH_SUCCEEDED_SEQ = _UPDATE_STEP.values(finished_seq=schema.finish_order.next_value())
-
 
 #: Notified after every plan transition committed in this process (``runner.wait``).
 _TRANSITIONS = threading.Condition()
@@ -128,7 +33,7 @@ class Store:
 
     def save(self, plan: DispatchPlan) -> None:
         """Insert a new plan with all its steps in one transaction."""
-        doc = plan.model_dump(mode="json", include=set(_PLAN_DOC))
+        doc = plan.model_dump(mode="json", include=set(plan_rows.PLAN_DOC))
         with db.write(self.url) as conn:
             conn.execute(
                 schema.plans.insert().values(
@@ -149,8 +54,8 @@ class Store:
                         "plan_id": plan.id,
                         "step_id": step.id,
                         "seq": seq,
-                        "data": {k: dumped[k] for k in _STEP_DATA},
-                        **{k: getattr(step, k) for k in _STEP_COLUMNS},
+                        "data": {k: dumped[k] for k in plan_rows.STEP_DATA},
+                        **{k: getattr(step, k) for k in plan_rows.STEP_COLUMNS},
                     }
                 )
             if rows:
@@ -195,7 +100,7 @@ class Store:
                 .mappings()
                 .all()
             )
-        steps = [_step(r) for r in step_rows]
+        steps = [plan_rows.step_from_row(r) for r in step_rows]
         return DispatchPlan.model_validate(
             {
                 "id": row["id"],
@@ -216,7 +121,7 @@ class Store:
             row = conn.execute(select(schema.steps).where(where)).mappings().one_or_none()
         if row is None:
             raise PlanNotFound(f"plan {plan_id} has no step {step_id!r}")
-        return _step(row)
+        return plan_rows.step_from_row(row)
 
     def step_projects(self, plan_id: str) -> dict[str, str | None]:
         """Step id → project of every step of a plan."""
@@ -248,7 +153,7 @@ class Store:
 
     def state(self, plan_id: str) -> PlanState:
         """The plan's state: one cheap read (``runner.wait`` polls it)."""
-        rows = hotpath.read(self.url, _PLAN_STATE_READ, {"pid": plan_id})
+        rows = hotpath.read(self.url, sql.PLAN_STATE_READ, {"pid": plan_id})
         value = rows[0]["state"] if rows else None
         if value is None:
             raise PlanNotFound(f"no plan with id {plan_id!r}")
@@ -257,10 +162,10 @@ class Store:
     def gate_view(self, plan_id: str) -> tuple[str, dict[str, Any], list[dict[str, Any]]] | None:
         """A plan's state, document and step rows (id, state, data, undo) as two cheap
         reads, for the lifecycle gate; None when there is no plan ``plan_id`` (in full)."""
-        plans = hotpath.read(self.url, _GATE_PLAN, {"pid": plan_id})
+        plans = hotpath.read(self.url, sql.GATE_PLAN, {"pid": plan_id})
         if not plans:
             return None
-        rows = hotpath.read(self.url, _GATE_STEPS, {"pid": plan_id})
+        rows = hotpath.read(self.url, sql.GATE_STEPS, {"pid": plan_id})
         return plans[0]["state"], dict(plans[0]["doc"] or {}), rows
 
     def transition(
@@ -281,7 +186,7 @@ class Store:
                 return False
             values: dict[str, Any] = {"state": to.value, "updated_at": schema.utcnow()}
             if doc:
-                values["doc"] = _merged(row.doc, doc)
+                values["doc"] = plan_rows.merged_doc(row.doc, doc)
             conn.execute(update(schema.plans).where(schema.plans.c.id == plan_id).values(**values))
             _event(conn, plan_id, None, "plan", f"-> {to.value}")
         with _TRANSITIONS:
@@ -305,7 +210,7 @@ class Store:
             conn.execute(
                 update(schema.plans)
                 .where(schema.plans.c.id == plan_id)
-                .values(doc=_merged(current or {}, doc), updated_at=schema.utcnow())
+                .values(doc=plan_rows.merged_doc(current or {}, doc), updated_at=schema.utcnow())
             )
 
     # --- steps --------------------------------------------------------------
@@ -321,11 +226,11 @@ class Store:
         ids = {"pid": plan_id, "sid": step_id}
         claim = {**ids, "now": schema.utcnow(), "worker": worker}
         with hotpath.step_write(self.url) as txn:
-            claimed = txn.execute(_CLAIM, claim)
+            claimed = txn.execute(sql.CLAIM, claim)
             if claimed:
-                return _step(claimed[0])
-            plan_state = txn.execute(_PLAN_STATE, ids)
-            row = txn.execute(_STEP_ROW, ids)
+                return plan_rows.step_from_row(claimed[0])
+            plan_state = txn.execute(sql.PLAN_STATE, ids)
+            row = txn.execute(sql.STEP_ROW, ids)
             if not row or not plan_state:
                 raise PlanNotFound(f"plan {plan_id} has no step {step_id!r}")
             if StepState(row[0]["state"]).finished:
@@ -333,13 +238,13 @@ class Store:
             if plan_state[0]["state"] != PlanState.RUNNING.value:
                 # the plan failed or was cancelled meanwhile: this step must not act
                 skipped = {"state": StepState.SKIPPED.value, "ended_at": schema.utcnow()}
-                txn.execute(_UPDATE_STEP, {**ids, **skipped})
+                txn.execute(sql.UPDATE_STEP, {**ids, **skipped})
                 return None
             raise PlanNotFound(f"plan {plan_id}: step {step_id!r} could not be claimed")
 
     def record_undo(self, plan_id: str, step_id: str, undo: dict[str, Any]) -> None:
         """Persist what the step's undo needs, before the step acts."""
-        self._update_step(plan_id, step_id, undo=_jsonable(undo))
+        self._update_step(plan_id, step_id, undo=plan_rows.jsonable(undo))
 
     def set_route(
         self, plan_id: str, step_id: str, endpoint: str, reason: str, tier: str | None = None
@@ -373,16 +278,18 @@ class Store:
             "error": redact(error) if error else error,
         }
         if undo:
-            values["undo"] = _jsonable(undo)
+            values["undo"] = plan_rows.jsonable(undo)
         ids = {"pid": plan_id, "sid": step_id}
         detail = f"-> {state.value}" + (f": {values['error']}" if error else "")
         event = {**ids, "at": values["ended_at"], "kind": "step", "message": detail}
         with hotpath.step_write(self.url) as txn:
-            statement = _UPDATE_STEP
+            statement = sql.UPDATE_STEP
             if state is StepState.SUCCEEDED:
-                statement = _FINISH_SUCCEEDED_SEQ if _sequences(self.url) else _FINISH_SUCCEEDED
+                statement = (
+                    sql.FINISH_SUCCEEDED_SEQ if _sequences(self.url) else sql.FINISH_SUCCEEDED
+                )
             txn.execute(statement, {**ids, **values})
-            txn.execute(_EVENT, event)
+            txn.execute(sql.EVENT, event)
 
     def set_step_state(self, plan_id: str, step_id: str, state: StepState) -> None:
         self._update_step(plan_id, step_id, state=state.value)
@@ -442,16 +349,10 @@ class Store:
         return [{**r, "at": r["at"].isoformat()} for r in rows]
 
 
-def _step(row: Any) -> DispatchStep:
-    return DispatchStep.model_validate(
-        {"id": row["step_id"], **row["data"], **{k: row[k] for k in _STEP_COLUMNS}}
-    )
-
-
 def _event(conn: Any, plan_id: str, step_id: str | None, kind: str, message: str) -> None:
     """Record an event in the caller's transaction (one commit for a change and its event)."""
     conn.execute(
-        _EVENT,
+        sql.EVENT,
         {
             "pid": plan_id,
             "sid": step_id,
@@ -462,38 +363,7 @@ def _event(conn: Any, plan_id: str, step_id: str | None, kind: str, message: str
     )
 
 
-def _merged(current: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
-    """``current`` with ``doc``'s keys set; ``add_notes`` is appended to the notes."""
-    added = doc.pop("add_notes", None) or []
-    out = {**current, **_doc(doc)}
-    if added:
-        out["notes"] = [*out.get("notes", []), *_doc({"notes": list(added)})["notes"]]
-    return out
-
-
 @functools.lru_cache(maxsize=64)
 def _sequences(url: str) -> bool:
     """Whether the database at ``url`` numbers completions with a sequence (PostgreSQL)."""
     return not hotpath.direct(url) and db.engine_for(url).dialect.name == "postgresql"
-
-
-def _doc(doc: dict[str, Any]) -> dict[str, Any]:
-    """A plan document update as stored: JSON values, its texts redacted of secrets."""
-    out = _jsonable(doc)
-    if isinstance(out.get("error"), str):
-        out["error"] = redact(out["error"])
-    if isinstance(out.get("notes"), list):
-        out["notes"] = [redact(n) if isinstance(n, str) else n for n in out["notes"]]
-    return dict(out)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    return value

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from overlord import db, hotpath, store
+from overlord import db, hotpath, store_statements
 from overlord.config import ActionKind
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
 from overlord.store import Store
@@ -49,13 +49,13 @@ def _script(run: Any, plan_id: str) -> list[list[dict[str, Any]]]:
     failed = {"state": "failed", "ended_at": AT, "output": "", "error": "boom"}
     event = {"pid": plan_id, "sid": "s0", "at": AT, "kind": "step", "message": "-> succeeded"}
     return [
-        run(store._CLAIM, {**ids, "now": AT, "worker": "w"}),
-        run(store._FINISH_SUCCEEDED, {**ids, **done, "undo": {"after": "abc"}}),
-        run(store._EVENT, event),
-        run(store._CLAIM, {"pid": plan_id, "sid": "s1", "now": AT, "worker": "w"}),
-        run(store._UPDATE_STEP, {"pid": plan_id, "sid": "s1", **failed}),
-        run(store._PLAN_STATE, ids),
-        run(store._STEP_ROW, ids),
+        run(store_statements.CLAIM, {**ids, "now": AT, "worker": "w"}),
+        run(store_statements.FINISH_SUCCEEDED, {**ids, **done, "undo": {"after": "abc"}}),
+        run(store_statements.EVENT, event),
+        run(store_statements.CLAIM, {"pid": plan_id, "sid": "s1", "now": AT, "worker": "w"}),
+        run(store_statements.UPDATE_STEP, {"pid": plan_id, "sid": "s1", **failed}),
+        run(store_statements.PLAN_STATE, ids),
+        run(store_statements.STEP_ROW, ids),
     ]
 
 
@@ -85,7 +85,9 @@ def test_a_failed_block_writes_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     plan = _running_plan(url)
     with pytest.raises(RuntimeError), hotpath.step_write(url) as writer:
-        writer.execute(store._CLAIM, {"pid": plan.id, "sid": "s0", "now": AT, "worker": "w"})
+        writer.execute(
+            store_statements.CLAIM, {"pid": plan.id, "sid": "s0", "now": AT, "worker": "w"}
+        )
         raise RuntimeError("the step crashed mid-transaction")
     assert Store(url).load(plan.id).step("s0").state is StepState.PENDING
     assert Store(url).claim(plan.id, "s0", "w") is not None  # the lock was released
@@ -130,7 +132,7 @@ def test_connections_reopen_after_dispose_and_stay_few(tmp_path: Path) -> None:
         first.execute("SELECT 1")  # closed
     others = [f"sqlite:///{tmp_path / f'other{i}.db'}" for i in range(hotpath.KEEP + 2)]
     for other in others:
-        hotpath.read(other, store._PLAN_STATE_READ, {"pid": "none"})
+        hotpath.read(other, store_statements.PLAN_STATE_READ, {"pid": "none"})
     assert len(hotpath._local.connections) == hotpath.KEEP
     with pytest.raises(sqlite3.ProgrammingError):
         second.execute("SELECT 1")  # the least recently used was closed
