@@ -122,6 +122,9 @@ def test_failure_rolls_back_every_completed_step(env: Env) -> None:
     plan = runner.store_for(env.config).load(row["id"])
     assert plan.state is PlanState.ROLLED_BACK, plan.error
     states = {s.id: s.state for s in plan.steps}
+    if states["s2"] is StepState.FAILED:  # api's suite was still running: stopped, says so
+        assert "stopped" in (plan.step("s2").error or ""), plan.step("s2").error
+        states["s2"] = StepState.SUCCEEDED
     assert states == {
         "s1": StepState.UNDONE,
         "s2": StepState.SUCCEEDED,  # read-only: nothing to undo
