@@ -260,7 +260,9 @@ def _record(ctx: Context, choice: Choice) -> None:
     )
 
 
-def _call(ctx: Context, undo: Undo, choice: Choice, url: str | None, deadline: float) -> Any:
+def _call(
+    ctx: Context, undo: Undo, choice: Choice, url: str | None, deadline: float, backend: str
+) -> Any:
     from overlord import containers
 
     config = ctx.config
@@ -273,7 +275,7 @@ def _call(ctx: Context, undo: Undo, choice: Choice, url: str | None, deadline: f
             )
         return containers.run_minion(
             job_for(ctx, undo, endpoint),
-            backend=containers.choose_backend(config),
+            backend=backend,
             config=config,
             timeout=left,
             secrets=secrets_for(endpoint),
@@ -293,8 +295,11 @@ def _summary(result: Any, choice: Choice) -> str:
 
 
 def _run(ctx: Context, undo: Undo) -> str:
+    from overlord.containers import choose_backend
+
     config = ctx.config
     deadline = time.monotonic() + ctx.step.timeout
+    backend = choose_backend(config)  # no sandbox, no explicit `process`: refused here first
     cache: HealthCache = health_cache(config)
     health: dict[str, Any] = dict(current(config, cache))
     url = broker_url(config)
@@ -303,7 +308,7 @@ def _run(ctx: Context, undo: Undo) -> str:
     while True:
         attempts += 1
         _record(ctx, choice)
-        result = _call(ctx, undo, choice, url, deadline)
+        result = _call(ctx, undo, choice, url, deadline, backend)
         if result.ok:
             undo["after"] = ctx.git.rev(f"refs/heads/{undo['branch']}")  # recorded at finish
             return _summary(result, choice)

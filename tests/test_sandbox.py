@@ -15,9 +15,13 @@ import pytest
 import yaml
 
 from overlord import config as config_module
+from overlord.actions import Context
 from overlord.cli.app import main
-from overlord.config import Config
+from overlord.config import ActionKind, Config
 from overlord.containers import run_minion
+from overlord.errors import SandboxUnavailable
+from overlord.minion_step import ACTION
+from overlord.plan import DispatchStep
 from overlord.store import Store
 from tests.docker_env import docker_client, docker_url  # noqa: F401  (fixture)
 from tests.kit import Workspace, git, workspace_snapshot
@@ -297,3 +301,17 @@ def test_the_host_backend_says_on_every_run_that_it_is_unsandboxed(
     (step,) = only_plan(config).steps
     assert "UNSANDBOXED" in (step.output or "")
     assert "Authorization" not in request["headers"]  # no key configured: none sent
+
+
+def test_a_worker_refuses_code_work_without_a_sandbox_before_acting() -> None:
+    """Distributed: the worker that takes the step checks first (the CLI's host may have
+    no engine while the workers do, so the CLI does not decide for them)."""
+    config = Config.model_validate(
+        {
+            "broker_url": "redis://127.0.0.1:6379/0",
+            "minions": {"docker_url": "unix:///nonexistent/d.sock"},
+        }
+    )
+    step = DispatchStep(id="s1", kind=ActionKind.MINION, project="core", queue="local-14b")
+    with pytest.raises(SandboxUnavailable, match="no Docker engine answers"):
+        ACTION.run(Context(config, "p1", step), {"branch": "overlord/p1/s1"})
