@@ -8,32 +8,21 @@ after a crash) can pick a plan up where it stopped.
 
 from __future__ import annotations
 
-import os
-import socket
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from overlord import lifecycle, tested
 from overlord.autonomy import AutonomyPolicy, Verdict
-from overlord.checkout import head_name, require_branch, require_clean
+from overlord.checkout import head_name
 from overlord.config import ActionKind, Config
-from overlord.errors import OverlordError, PlanError, RepoNotFound
+from overlord.errors import OverlordError, PlanError
+from overlord.following import Follow, wait
 from overlord.git import Git
 from overlord.lifecycle import Move
 from overlord.plan import DispatchPlan, PlanState, StepState
-from overlord.scope import TRAITS
+from overlord.plan_owner import owner_alive, owner_of
+from overlord.preflight import preflight
 from overlord.store import Store
-
-#: Seconds between two reads of the whole plan while following it (progress display).
-POLL = 0.1
-#: Seconds between two looks for lost workers' steps while following a distributed plan.
-TICK = 5.0
-#: Seconds between two reads of the plan's state while waiting for it to settle (a
-#: transition made in this process, by an in-process worker, ends the wait at once).
-STATE_POLL = 0.02
-
-Follow = Callable[[DispatchPlan], None]
 
 if TYPE_CHECKING:
     from overlord.tasks.runtime import Runtime
@@ -45,37 +34,6 @@ def store_for(config: Config) -> Store:
 
 
 # --- before anything runs -----------------------------------------------------
-
-
-def preflight(config: Config, plan: DispatchPlan) -> None:
-    """Refuse, before anything changes, a plan whose repositories are missing, dirty,
-    mid-merge, or lack a branch it needs (SPEC §4.6), or whose code work would have no
-    sandbox (embedded mode; a distributed worker refuses the step itself)."""
-    for project in plan.projects:
-        spec = config.projects[project]
-        git = Git(spec.path)
-        if not git.is_repo():
-            raise RepoNotFound(
-                f"{project}: {spec.path} is missing or not a git repository",
-                "fix its path in the config",
-            )
-        steps = [s for s in plan.steps if s.project == project]
-        writes = [s for s in steps if not TRAITS[s.kind].read_only]
-        if writes or any(s.params.get("branch") for s in steps):
-            require_clean(git)
-        for step in steps:
-            for key in ("branch", "source", "target", "ref"):
-                if step.params.get(key):
-                    require_branch(git, step.params[key])
-            if step.kind is ActionKind.TAG and git.tag_exists(step.params["name"]):
-                raise PlanError(
-                    f"{project}: tag {step.params['name']} already exists",
-                    "pick another version, or delete the tag first",
-                )
-    if not config.broker_url and any(s.kind is ActionKind.MINION for s in plan.steps):
-        from overlord.containers import choose_backend
-
-        choose_backend(config)  # no sandbox and no explicit `process`: refused (exit 2)
 
 
 def decide(
@@ -112,25 +70,6 @@ def submit(
 
 
 # --- running ------------------------------------------------------------------
-
-
-def _owner(embedded: bool) -> dict[str, object]:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "embedded": embedded}
-
-
-def _owner_alive(owner: dict[str, object]) -> bool:
-    """Whether the process that ran an embedded plan is still alive on this machine."""
-    if not owner.get("embedded"):
-        return True  # distributed: workers own the steps; the broker redelivers
-    if owner.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(int(str(owner.get("pid"))), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return int(str(owner.get("pid"))) != os.getpid()  # this process is not running it now
 
 
 def _record_branches(config: Config, plan: DispatchPlan) -> dict[str, str | None]:
@@ -181,7 +120,7 @@ def run(
             plan.id,
             Move.START,
             original_branches=_record_branches(config, plan),
-            owner=_owner(runtime.embedded),
+            owner=owner_of(runtime.embedded),
         ):
             raise PlanError(
                 f"plan {plan.id} changed state meanwhile; see `overlord plans show {plan.id}`"
@@ -253,50 +192,6 @@ def _refuse_if_busy(runtime: Runtime, plan: DispatchPlan) -> None:
         )
 
 
-def wait(
-    config: Config,
-    plan_id: str,
-    *,
-    follow: Follow | None = None,
-    timeout: float | None = None,
-    tick: Callable[[], list[str]] | None = None,
-) -> DispatchPlan:
-    """Read the plan until it settles (a terminal state, or waiting for a person).
-
-    ``tick`` runs every ``TICK`` seconds meanwhile; the lines it returns are passed to
-    ``follow.notice`` when the follower has one (the CLI prints them)."""
-    store = store_for(config)
-    plan_id = store.resolve_id(plan_id)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    shown = 0.0
-    ticked = time.monotonic()
-    while True:
-        if tick is not None and time.monotonic() - ticked >= TICK:
-            ticked = time.monotonic()
-            _tick(tick, getattr(follow, "notice", None))
-        # the plan's state is one cheap read; the whole plan is loaded for ``follow`` at
-        # most every POLL seconds (and once at the end)
-        state = store.state(plan_id)
-        settled = state.terminal or state.waiting
-        late = deadline is not None and time.monotonic() > deadline
-        if follow and (settled or late or time.monotonic() - shown >= POLL):
-            follow(store.load(plan_id))
-            shown = time.monotonic()
-        if settled or late:
-            return store.load(plan_id)
-        store.wait_for_transition(STATE_POLL)
-
-
-def _tick(tick: Callable[[], list[str]], notice: Callable[[str], None] | None) -> None:
-    try:
-        lines = tick()
-    except Exception:  # a broker hiccup: the next tick tries again
-        return
-    for line in lines:
-        if notice is not None:
-            notice(line)
-
-
 def push(
     config: Config, plan_id: str, *, follow: Follow | None = None, detach: bool = False
 ) -> DispatchPlan:
@@ -327,7 +222,7 @@ def rollback(
 
     store = store_for(config)
     plan = store.load(plan_id)
-    if not _owner_alive(plan.owner):
+    if not owner_alive(plan.owner):
         for step in plan.steps:
             if step.state is StepState.RUNNING:
                 store.finish(
@@ -340,7 +235,7 @@ def rollback(
 
             if not steps.fail(config, plan_id, cancelled=cancelled):
                 return store.load(plan_id)
-        store.update_doc(plan_id, owner=_owner(runtime.embedded))
+        store.update_doc(plan_id, owner=owner_of(runtime.embedded))
         from overlord.tasks.definitions import rollback_signature
 
         runtime.send(rollback_signature(runtime.app, plan_id))
@@ -406,12 +301,12 @@ def resume(
                 store.set_step_state(plan.id, step.id, StepState.PENDING)
             return push(config, plan.id, follow=follow, detach=detach)
     if plan.state in (PlanState.QUEUED, PlanState.RUNNING):
-        if plan.owner.get("embedded") and _owner_alive(plan.owner):
+        if plan.owner.get("embedded") and owner_alive(plan.owner):
             raise PlanError(
                 f"plan {plan.id} is still running in process {plan.owner.get('pid')}",
                 f"wait for it, or stop that process first; `overlord plans show {plan.id}`",
             )
-        if not _owner_alive(plan.owner):
+        if not owner_alive(plan.owner):
             store.reset_unfinished(plan.id)
         return run(config, plan.id, follow=follow, detach=detach)
     if plan.state.waiting:

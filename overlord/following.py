@@ -1,0 +1,66 @@
+"""Following a plan: read it until it settles (a terminal state, or waiting for a person),
+showing progress and running a periodic check meanwhile."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from overlord.config import Config
+from overlord.plan import DispatchPlan
+from overlord.store import Store
+
+#: Seconds between two reads of the whole plan while following it (progress display).
+POLL = 0.1
+#: Seconds between two looks for lost workers' steps while following a distributed plan.
+TICK = 5.0
+#: Seconds between two reads of the plan's state while waiting for it to settle (a
+#: transition made in this process, by an in-process worker, ends the wait at once).
+STATE_POLL = 0.02
+
+Follow = Callable[[DispatchPlan], None]
+
+
+def wait(
+    config: Config,
+    plan_id: str,
+    *,
+    follow: Follow | None = None,
+    timeout: float | None = None,
+    tick: Callable[[], list[str]] | None = None,
+) -> DispatchPlan:
+    """Read the plan until it settles (a terminal state, or waiting for a person).
+
+    ``tick`` runs every ``TICK`` seconds meanwhile; the lines it returns are passed to
+    ``follow.notice`` when the follower has one (the CLI prints them)."""
+    assert config.state_url
+    store = Store(config.state_url)
+    plan_id = store.resolve_id(plan_id)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    shown = 0.0
+    ticked = time.monotonic()
+    while True:
+        if tick is not None and time.monotonic() - ticked >= TICK:
+            ticked = time.monotonic()
+            _tick(tick, getattr(follow, "notice", None))
+        # the plan's state is one cheap read; the whole plan is loaded for ``follow`` at
+        # most every POLL seconds (and once at the end)
+        state = store.state(plan_id)
+        settled = state.terminal or state.waiting
+        late = deadline is not None and time.monotonic() > deadline
+        if follow and (settled or late or time.monotonic() - shown >= POLL):
+            follow(store.load(plan_id))
+            shown = time.monotonic()
+        if settled or late:
+            return store.load(plan_id)
+        store.wait_for_transition(STATE_POLL)
+
+
+def _tick(tick: Callable[[], list[str]], notice: Callable[[str], None] | None) -> None:
+    try:
+        lines = tick()
+    except Exception:  # a broker hiccup: the next tick tries again
+        return
+    for line in lines:
+        if notice is not None:
+            notice(line)
