@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from overlord import defaults
 from overlord.config import ActionKind, Tier
 from overlord.errors import PlanError
 from overlord.scope import ActionScope, Touch
@@ -76,7 +77,7 @@ class DispatchStep(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list)
     tier: Tier | None = None
-    queue: str = "direct"
+    queue: str = defaults.DIRECT_QUEUE
     endpoint: str | None = None
     route_reason: str | None = None
     timeout: int = 300

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from overlord import db, schema
+from overlord import db, defaults, schema
 from overlord.config import Config
 from overlord.errors import OverlordError
 from overlord.secrets import redact
@@ -27,7 +27,6 @@ _SINCE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
 #: Step states that count in a success rate (an undone step had succeeded).
 _OK = {"succeeded", "undone"}
 _FINISHED = ("succeeded", "failed", "undone", "skipped", "cancelled")
-DIRECT = "direct"
 
 
 def parse_since(text: str) -> timedelta:
@@ -78,7 +77,7 @@ def records(config: Config, since: timedelta | None = None) -> list[StepRecord]:
                 step_id=row["step_id"],
                 kind=str(data.get("kind", "?")),
                 project=data.get("project"),
-                queue=str(data.get("queue") or DIRECT),
+                queue=str(data.get("queue") or defaults.DIRECT_QUEUE),
                 endpoint=endpoint,
                 model=model,
                 state=row["state"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from overlord import lifecycle, tested
+from overlord import defaults, lifecycle, tested
 from overlord.autonomy import AutonomyPolicy, Verdict
 from overlord.checkout import head_name
 from overlord.config import ActionKind, Config
@@ -159,7 +159,7 @@ def _require_workers(runtime: Runtime, plan: DispatchPlan, queues: set[str]) -> 
 
     if runtime.with_worker or runtime.app is None:
         return
-    idle = idle_queues(runtime.app, queues | {"direct"})
+    idle = idle_queues(runtime.app, queues | {defaults.DIRECT_QUEUE})
     if idle:
         starts = "; ".join(f"overlord worker --queue {q}" for q in idle)
         raise PlanError(

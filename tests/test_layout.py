@@ -45,3 +45,13 @@ def test_no_module_level_import_cycles() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_direct_queue_is_named_in_one_place() -> None:
+    """``defaults.DIRECT_QUEUE`` is the only spelling of the git steps' queue."""
+    spelled = [
+        str(path.relative_to(ROOT))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "defaults.py" and ('"direct"' in path.read_text())
+    ]
+    assert not spelled, f'use defaults.DIRECT_QUEUE instead of "direct" in {spelled}'

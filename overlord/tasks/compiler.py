@@ -150,7 +150,7 @@ def step_signature(
     app: Celery, plan_id: str, step: DispatchStep, priority: int | None = None
 ) -> Signature:
     sig = _step(app, plan_id, step)
-    failed = app.signature(FAILED, args=(plan_id,), queue="direct", immutable=True)
+    failed = app.signature(FAILED, args=(plan_id,), queue=defaults.DIRECT_QUEUE, immutable=True)
     sig.set(link_error=[failed.set(shadow=plan_task_name("plan-failed", plan_id))])
     if priority is not None:
         sig.set(priority=priority)
@@ -172,7 +172,7 @@ def _finish(app: Celery, plan_id: str) -> Signature:
     return app.signature(
         FINISH,
         args=(plan_id,),
-        queue="direct",
+        queue=defaults.DIRECT_QUEUE,
         immutable=True,
         shadow=plan_task_name("finish", plan_id),
     )
@@ -229,7 +229,7 @@ def compile_rollback(app: Celery, plan: DispatchPlan, step_ids: list[str]) -> Si
         app.signature(
             "overlord.undo",
             args=(plan.id, s),
-            queue="direct",
+            queue=defaults.DIRECT_QUEUE,
             immutable=True,
             shadow=undo_name(plan.id, known.get(s), s),
         )
@@ -238,7 +238,7 @@ def compile_rollback(app: Celery, plan: DispatchPlan, step_ids: list[str]) -> Si
     done = app.signature(
         "overlord.rollback_done",
         args=(plan.id,),
-        queue="direct",
+        queue=defaults.DIRECT_QUEUE,
         immutable=True,
         shadow=plan_task_name("rollback-done", plan.id),
     )

@@ -14,7 +14,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.canvas import Signature
 
-from overlord import lifecycle, steps
+from overlord import defaults, lifecycle, steps
 from overlord.config import ActionKind, Config
 from overlord.errors import StepFailed
 from overlord.lifecycle import View
@@ -48,7 +48,7 @@ def rollback_signature(app: Celery, plan_id: str) -> Signature:
     return app.signature(
         "overlord.rollback",
         args=(plan_id,),
-        queue="direct",
+        queue=defaults.DIRECT_QUEUE,
         shadow=plan_task_name("rollback", plan_id),
     )
 
