@@ -3,7 +3,8 @@
 Imports at module level (not those under `if TYPE_CHECKING:`, which never run) form a graph between overlord modules; any cycle in it fails. Imports inside functions
 are how a cycle is usually hidden, so they are counted and printed, not followed.
 
-Usage: python3 .ci/import_cycles.py [package_dir]   (default: overlord)
+Usage: python3 .ci/import_cycles.py [package_dir] [-v]   (default: overlord; -v lists the
+cycles that imports inside functions close)
 Exit status 1 when there is a module-level cycle.
 """
 
@@ -83,10 +84,13 @@ def targets(stmt: ast.stmt, current: str, is_package: bool, known: set[str]) -> 
     return out
 
 
-def build(root: Path) -> tuple[dict[str, set[str]], int]:
+def build(root: Path) -> tuple[dict[str, set[str]], dict[str, set[str]], int]:
+    """(module-level import graph, the same with imports inside functions added, how many
+    imports inside functions there are)."""
     files = {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
     known = set(files)
     graph: dict[str, set[str]] = {}
+    hidden: dict[str, set[str]] = {}
     inner = 0
     for name, path in files.items():
         tree = ast.parse(path.read_text(), str(path))
@@ -97,12 +101,17 @@ def build(root: Path) -> tuple[dict[str, set[str]], int]:
         for stmt in top:
             edges |= targets(stmt, name, is_package, known)
         skip = top_ids | type_checking_ids(tree)
-        inner += sum(
-            isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in skip
+        late = [
+            node
             for node in ast.walk(tree)
-        )
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in skip
+        ]
+        inner += len(late)
         graph[name] = edges
-    return graph, inner
+        hidden[name] = set(edges)
+        for node in late:
+            hidden[name] |= targets(node, name, is_package, known)
+    return graph, hidden, inner
 
 
 def type_checking_ids(tree: ast.Module) -> set[int]:
@@ -157,12 +166,21 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    root = Path(argv[1] if len(argv) > 1 else "overlord").resolve()
-    graph, inner = build(root)
+    paths = [a for a in argv[1:] if not a.startswith("-")]
+    root = Path(paths[0] if paths else "overlord").resolve()
+    graph, hidden, inner = build(root)
     found = cycles(graph)
     edges = sum(len(e) for e in graph.values())
     print(f"{len(graph)} modules, {edges} module-level imports between them")
-    print(f"{inner} imports inside functions (not followed)")
+    print(f"{inner} imports inside functions (not followed for the check)")
+    tangled = cycles(hidden)
+    print(
+        f"{len(tangled)} cycle(s) closed only by imports inside functions "
+        f"({sum(len(c) for c in tangled)} modules; informational)"
+    )
+    if "-v" in argv:
+        for component in tangled:
+            print("  hidden cycle: " + " <-> ".join(component))
     if not found:
         print("no module-level import cycles")
         return 0
