@@ -420,3 +420,22 @@ def test_display_names_show_untrusted_project_names_on_one_clean_line(app: Celer
     assert shown.isprintable() and "\x1b" not in shown and "\u202e" not in shown
     assert len(shown) < 80
     assert clean("  a\tb\n c  ") == "a b c"
+
+
+def test_the_sent_event_carries_the_display_name_too(app: Celery) -> None:
+    """Flower keeps the name of whichever event it saw first: ``task-sent`` must not say
+    ``overlord.undo`` while ``task-received`` says ``undo merge api · PLAN/s3``."""
+    message = app.amqp.as_task_v2(
+        "id-1", "overlord.undo", ("p1", "s3"), create_sent_event=True, shadow="undo merge api"
+    )
+    assert message.headers["task"] == "overlord.undo"  # routing and the gate use this
+    assert message.headers["shadow"] == "undo merge api"
+    assert message.sent_event["name"] == "undo merge api"
+    # as ``send_task`` calls it: everything by position
+    sent = app.amqp.as_task_v2("id-3", "overlord.rollback", ("p1",), {}, *[None] * 12, True)
+    assert sent.sent_event["name"] == "overlord.rollback"
+    shown = (None,) * 12 + (True, None, None, "rollback · p1")
+    by_position = app.amqp.as_task_v2("id-4", "overlord.rollback", ("p1",), {}, *shown)
+    assert by_position.sent_event["name"] == "rollback · p1"
+    plain = app.amqp.as_task_v2("id-2", "overlord.health", (), create_sent_event=True)
+    assert plain.sent_event["name"] == "overlord.health"

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from celery import Celery
+from celery.app.amqp import AMQP
 from celery.signals import worker_process_shutdown
 
 from overlord import defaults
@@ -33,6 +34,21 @@ def _drain_notifications(**_: Any) -> None:
 worker_process_shutdown.connect(_drain_notifications, weak=False)
 
 
+class _NamedAMQP(AMQP):
+    """Task messages whose ``task-sent`` event carries the display name (``shadow``) too.
+
+    Celery puts the registered name in that event; when it reaches Flower after the
+    worker's ``task-received`` (a chain's next task is taken at once), Flower's state
+    keeps the earlier event's name, and the task list would read ``overlord.undo``."""
+
+    def as_task_v2(self, task_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        message = super().as_task_v2(task_id, name, *args, **kwargs)
+        shadow = message.headers.get("shadow")  # Celery passes it by position or by name
+        if shadow and message.sent_event:
+            message.sent_event["name"] = shadow
+        return message
+
+
 def visibility_timeout(config: Config) -> int:
     """Longer than any step may run: a shorter one makes Redis redeliver running steps."""
     longest = config.dispatch.step_timeout_default
@@ -50,7 +66,7 @@ def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) 
 
     kombu_fix.apply()  # a worker survives a broker restart
     broker = broker_url or (config.broker_url if config else None) or "redis://127.0.0.1:6379/0"
-    app = Celery("overlord", set_as_current=False)
+    app = Celery("overlord", set_as_current=False, amqp=_NamedAMQP)
     app.conf.update(
         broker_url=broker,
         result_backend=broker,
