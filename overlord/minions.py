@@ -14,7 +14,7 @@ from overlord.config import ActionKind, Config
 from overlord.errors import EndpointUnavailable, PlanError
 from overlord.parser import Complexity, Intent
 from overlord.plan import DispatchPlan
-from overlord.planner import PlanBuilder
+from overlord.plan_builder import PlanBuilder
 from overlord.routing import route
 from overlord.routing.check import at_startup, in_flight_now, recheck_down
 from overlord.routing.tiers import tier as as_tier

@@ -39,7 +39,7 @@ from overlord.errors import (
 from overlord.git import Git
 from overlord.graph import DependencyGraph
 from overlord.plan import DispatchPlan
-from overlord.planner import PlanBuilder
+from overlord.plan_builder import PlanBuilder
 from overlord.registry import Registry
 
 #: Seconds allowed for ``git ls-remote`` when checking that the tag is not on the remote.
