@@ -118,6 +118,8 @@ def run(
     deadline = time.monotonic() + timeout
     next_check = time.monotonic() + CANCEL_POLL
     fd = proc.stdout.fileno()
+    poller = select.poll()  # not select.select: no limit on the descriptor's number
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     try:
         while True:
             now = time.monotonic()
@@ -129,7 +131,7 @@ def run(
                 if cancelled():
                     stopped = True
                     break
-            ready, _, _ = select.select([fd], [], [], min(deadline - now, 0.2))
+            ready = poller.poll(min(deadline - now, 0.2) * 1000)
             if ready:
                 chunk = os.read(fd, 65536)
                 if not chunk:

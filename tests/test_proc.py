@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from overlord import proc
 
 
@@ -103,3 +105,26 @@ def test_a_timed_out_test_step_leaves_nothing_running(synced_workspace, tmp_path
     assert res.code == 1, res.text
     assert "timed out" in res.text
     assert _gone_later(marker, 3)
+
+
+def test_a_process_holding_over_1024_descriptors_still_reads_output(tmp_path: Path) -> None:
+    """select() refuses descriptors >= 1024; a long-lived process (a worker, the test
+    run itself) can hold that many, and every step then failed at once."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            pytest.skip("cannot open 1200 descriptors here")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    held = []
+    try:
+        while len(held) < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        done = proc.run(["sh", "-c", "echo hello"], cwd=tmp_path, timeout=30)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert done.ok, done.output
+    assert "hello" in done.output
