@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -72,3 +73,14 @@ def report(name: str, ours: float, baseline: float, baseline_name: str, target: 
         "target": round(target, 4),
     }
     print(PROTOCOL + json.dumps(doc), flush=True)
+
+
+def sleep_project(root: Path, name: str, seconds: float) -> tuple[Path, dict[str, Any]]:
+    """A one-commit trunk repository ``root/repos/NAME`` whose test command sleeps
+    ``seconds``: the repo and its project entry for the config."""
+    repo = root / "repos" / name
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    (repo / "README.md").write_text(f"{name}\n")
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", "init"], check=True)
+    return repo, {"path": str(repo), "branch_model": "trunk", "test_command": f"sleep {seconds:g}"}

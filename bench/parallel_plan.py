@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import time
 from pathlib import Path
 
-from _common import median, report, scratch, write_config
+from _common import median, report, scratch, sleep_project, write_config
 
 LIMIT = 5
 SUITE = 1.0
@@ -31,16 +30,7 @@ SUITE = 1.0
 def build(root: Path, count: int) -> Path:
     projects = {}
     for i in range(count):
-        repo = root / "repos" / f"p{i}"
-        subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-        (repo / "README.md").write_text(f"p{i}\n")
-        subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
-        subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", "init"], check=True)
-        projects[f"p{i}"] = {
-            "path": str(repo),
-            "branch_model": "trunk",
-            "test_command": f"sleep {SUITE:g}",
-        }
+        projects[f"p{i}"] = sleep_project(root, f"p{i}", SUITE)[1]
     return write_config(
         root,
         {

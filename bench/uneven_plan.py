@@ -23,7 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from _common import median, report, scratch, write_config
+from _common import median, report, scratch, sleep_project, write_config
 
 LIMIT = 3
 SUITES = [1.0, 1.0, 4.0, 1.0, 3.0, 1.0, 1.0, 1.0, 1.0]  # the long ones are not first
@@ -32,17 +32,7 @@ SUITES = [1.0, 1.0, 4.0, 1.0, 3.0, 1.0, 1.0, 1.0, 1.0]  # the long ones are not 
 def build(root: Path) -> tuple[Path, dict[str, Path]]:
     projects, repos = {}, {}
     for i, seconds in enumerate(SUITES):
-        repo = root / "repos" / f"p{i}"
-        subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-        (repo / "README.md").write_text(f"p{i}\n")
-        subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
-        subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", "init"], check=True)
-        projects[f"p{i}"] = {
-            "path": str(repo),
-            "branch_model": "trunk",
-            "test_command": f"sleep {seconds:g}",
-        }
-        repos[f"p{i}"] = repo
+        repos[f"p{i}"], projects[f"p{i}"] = sleep_project(root, f"p{i}", seconds)
     config = write_config(
         root,
         {
