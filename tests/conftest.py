@@ -49,7 +49,15 @@ def synced_workspace(tmp_path, git_env) -> Workspace:
     return build_workspace(tmp_path / "ws", behind_upstream=False)
 
 
+#: ``host:port`` of the Redis the tests use: 127.0.0.1:6379 unless ``OVERLORD_TEST_REDIS``
+#: names another (a server of one's own, when several test sessions share a machine and
+#: would take each other's tasks from one database).
+TEST_REDIS = os.environ.get("OVERLORD_TEST_REDIS", "127.0.0.1:6379")
+TEST_REDIS_HOST, _, _port = TEST_REDIS.rpartition(":")
+TEST_REDIS_PORT = int(_port)
+
+
 @pytest.fixture
 def redis_url() -> str:
-    require_service("Redis", "127.0.0.1", 6379)
-    return "redis://127.0.0.1:6379/0"
+    require_service("Redis", TEST_REDIS_HOST, TEST_REDIS_PORT)
+    return f"redis://{TEST_REDIS}/0"

@@ -32,7 +32,7 @@ from overlord.parser import parse
 from overlord.plan import DispatchPlan, DispatchStep
 from overlord.registry import Registry
 from overlord.tasks.runtime import INPROCESS_WORKER_ENV
-from tests.conftest import require_service
+from tests.conftest import TEST_REDIS, require_service
 from tests.kit import Workspace, build_workspace, git
 
 #: Redis databases reserved for these tests (flushed at the start of each test using one).
@@ -63,12 +63,6 @@ def configure(ws: Workspace, **changes: Any) -> Config:
     data = {k: v for k, v in data.items() if v is not None}
     ws.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
     return config_module.load(ws.config_path)
-
-
-#: ``host:port`` of the Redis the distributed tests use: 127.0.0.1:6379 unless
-#: ``OVERLORD_TEST_REDIS`` names another (a server of one's own, when several test
-#: sessions share a machine and would take each other's tasks from one database).
-TEST_REDIS = os.environ.get("OVERLORD_TEST_REDIS", "127.0.0.1:6379")
 
 
 def redis_db_url(db: int) -> str:

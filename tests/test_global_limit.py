@@ -29,6 +29,7 @@ from overlord.parser import parse
 from overlord.plan import PlanState, StepState
 from overlord.registry import Registry
 from overlord.routing.semaphore import Semaphore
+from tests.conftest import TEST_REDIS
 from tests.kit import add_commit, git
 from tests.openai_server import ScriptedOpenAI
 
@@ -54,7 +55,7 @@ def make_config(tmp_path: Path, server: ScriptedOpenAI, count: int, concurrent: 
     name = f"ep-{uuid.uuid4().hex[:8]}"
     data = {
         "state_url": f"sqlite:///{tmp_path / 'state.db'}",
-        "broker_url": f"redis://127.0.0.1:6379/{DB}",
+        "broker_url": f"redis://{TEST_REDIS}/{DB}",
         "projects": make_repos(tmp_path / "repos", count),
         "models": {
             name: {
@@ -79,7 +80,7 @@ def make_config(tmp_path: Path, server: ScriptedOpenAI, count: int, concurrent: 
 
 @pytest.fixture
 def clean_db(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(f"redis://127.0.0.1:6379/{DB}")
+    client = redis.Redis.from_url(f"redis://{TEST_REDIS}/{DB}")
     client.delete("direct", "unacked", "unacked_index")
     yield client
     client.delete("direct", "unacked", "unacked_index")

@@ -30,6 +30,7 @@ from overlord.routing.health import (
     mark_unhealthy,
     refresh_if_stale,
 )
+from tests.conftest import TEST_REDIS_HOST, TEST_REDIS_PORT
 
 TIMEOUT = 0.4
 SLOW = 1.5  # a slow handler answers after this many seconds (well beyond TIMEOUT)
@@ -252,11 +253,11 @@ def test_redis_cache_ignores_a_damaged_entry() -> None:
 
 @pytest.fixture
 def real_redis() -> Iterator[redis.Redis]:
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1)
+    client = redis.Redis(host=TEST_REDIS_HOST, port=TEST_REDIS_PORT, socket_connect_timeout=1)
     try:
         client.ping()
     except redis.ConnectionError:
-        pytest.skip("needs the Redis server at 127.0.0.1:6379")
+        pytest.skip(f"needs the Redis server at {TEST_REDIS_HOST}:{TEST_REDIS_PORT}")
     yield client
     client.close()
 
@@ -267,7 +268,9 @@ def test_redis_cache_on_real_redis(real_redis: redis.Redis) -> None:
     try:
         exercise_cache(RedisHealthCache(real_redis, prefix=prefix))
         # another client (another worker) sees the same records
-        other = RedisHealthCache(redis.Redis(host="127.0.0.1", decode_responses=True), prefix)
+        other = RedisHealthCache(
+            redis.Redis(host=TEST_REDIS_HOST, port=TEST_REDIS_PORT, decode_responses=True), prefix
+        )
         got = other.get("b")
         assert got is not None and not got.healthy and got.status == "HTTP 503"
         assert real_redis.get(prefix + "a") is not None

@@ -25,16 +25,17 @@ import yaml
 from overlord.config import parse
 from overlord.errors import StepFailed
 from overlord.routing.semaphore import Semaphore, SlotTimeout, in_flight
+from tests.conftest import TEST_REDIS_HOST, TEST_REDIS_PORT
 
 Factory = Callable[..., Semaphore]
 
 
 def _real_client() -> redis.Redis:
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1)
+    client = redis.Redis(host=TEST_REDIS_HOST, port=TEST_REDIS_PORT, socket_connect_timeout=1)
     try:
         client.ping()
     except redis.ConnectionError:
-        pytest.skip("needs the Redis server at 127.0.0.1:6379")
+        pytest.skip(f"needs the Redis server at {TEST_REDIS_HOST}:{TEST_REDIS_PORT}")
     return client
 
 
@@ -224,7 +225,13 @@ def test_many_threads_never_exceed_the_limit(real_prefix: tuple[redis.Redis, str
 
     def worker() -> None:
         # each thread is a separate "worker" with its own connection pool
-        sem = Semaphore(redis.Redis(host="127.0.0.1"), "busy", limit, 5.0, prefix=prefix)
+        sem = Semaphore(
+            redis.Redis(host=TEST_REDIS_HOST, port=TEST_REDIS_PORT),
+            "busy",
+            limit,
+            5.0,
+            prefix=prefix,
+        )
         try:
             for _ in range(rounds):
                 with sem.hold(timeout=30, poll=0.005):
@@ -257,7 +264,8 @@ _HOLDER = textwrap.dedent(
     import redis
     from overlord.routing.semaphore import Semaphore
 
-    sem = Semaphore(redis.Redis(host="127.0.0.1"), "killed", 1, 1.0, prefix=sys.argv[1])
+    host, port = sys.argv[2], int(sys.argv[3])
+    sem = Semaphore(redis.Redis(host=host, port=port), "killed", 1, 1.0, prefix=sys.argv[1])
     with sem.hold(timeout=5) as token:
         print(token, flush=True)
         time.sleep(120)
@@ -272,7 +280,9 @@ def test_slot_of_a_sigkilled_holder_returns_after_its_lease(
     client, prefix = real_prefix
     sem = Semaphore(client, "killed", 1, 1.0, prefix=prefix)
     proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, prefix], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _HOLDER, prefix, TEST_REDIS_HOST, str(TEST_REDIS_PORT)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
