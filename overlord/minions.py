@@ -1,11 +1,11 @@
 """Code work for minions: one MINION step per project, routed to a model endpoint.
 
-Routing happens twice. At plan time (here) from the cached health — only when the cache
-holds no fresh record at all are the endpoints checked, all at once (about one timeout);
-an endpoint whose health is unknown counts as healthy; when the cache leaves no endpoint
-at all, the ones it says are down are checked again before the plan is refused — so the
-plan shows a tier, an endpoint and why. At run time (``overlord.minion_step``) the step routes
-again when its endpoint has since been found unhealthy, and records where it really went.
+Routing happens twice. At plan time (here, pure) from what the caller knows of the
+endpoints (``routing.Known``: cached health and slots in use, gathered at the edge by
+``routing.check.routed``; an endpoint whose health is unknown counts as healthy) — so the
+plan shows a tier, an endpoint and why. At run time (``overlord.minion_step``) the step
+routes again when its endpoint has since been found unhealthy, and records where it
+really went.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from overlord.errors import EndpointUnavailable, PlanError
 from overlord.parser import Complexity, Intent
 from overlord.plan import DispatchPlan
 from overlord.plan_builder import PlanBuilder
-from overlord.routing import route
-from overlord.routing.check import at_startup, in_flight_now, recheck_down
+from overlord.routing import Known, route
 from overlord.routing.tiers import tier as as_tier
 
 
@@ -25,8 +24,11 @@ def branch_name(plan_id: str, step_id: str) -> str:
     return f"overlord/{plan_id}/{step_id}"
 
 
-def plan_code(config: Config, intent: Intent, *, tier: str | None = None) -> DispatchPlan:
-    """The plan for a code-work intent (format, lint, feature, review, ...)."""
+def plan_code(
+    config: Config, intent: Intent, *, tier: str | None = None, known: Known | None = None
+) -> DispatchPlan:
+    """The plan for a code-work intent (format, lint, feature, review, ...), routed by
+    ``known`` (default: nothing known, every endpoint healthy and idle)."""
     if not config.models:
         raise EndpointUnavailable(
             "code work needs a model endpoint and none is configured",
@@ -36,19 +38,15 @@ def plan_code(config: Config, intent: Intent, *, tier: str | None = None) -> Dis
     task_type = intent.task_type.value
     level = (intent.complexity or Complexity.MEDIUM).value
     forced = as_tier(tier).value if tier else None
-    health = at_startup(config)
-    in_flight = in_flight_now(config)
-    try:
-        choice = route(
-            config, task_type, level, health=health, in_flight=in_flight, force_tier=forced
-        )
-    except EndpointUnavailable:
-        rechecked = recheck_down(config, health)
-        if rechecked == health:
-            raise
-        choice = route(
-            config, task_type, level, health=rechecked, in_flight=in_flight, force_tier=forced
-        )
+    known = known or Known()
+    choice = route(
+        config,
+        task_type,
+        level,
+        health=known.health,
+        in_flight=known.in_flight,
+        force_tier=forced,
+    )
     builder = PlanBuilder(config, intent.text)
     instruction = intent.instruction or intent.text
     projects = intent.projects or _default_projects(config)

@@ -3,6 +3,9 @@
 Steps on the same repository always depend on the previous step there, so no two of
 them ever run at once; steps on different repositories are independent unless the
 action says otherwise.
+
+Planning is pure: code work is routed by the ``routing.Known`` its caller passes (the
+edges gather it with ``routing.check.routed``); nothing here checks an endpoint.
 """
 
 from __future__ import annotations
@@ -12,10 +15,18 @@ from overlord.errors import PlanError
 from overlord.parser import Intent, IntentKind
 from overlord.plan import DispatchPlan, DispatchStep
 from overlord.plan_builder import PlanBuilder
+from overlord.routing.endpoints import Known
 
 
-def plan_for(intent: Intent, config: Config, *, tier: str | None = None) -> DispatchPlan:
-    """The plan that carries out ``intent``."""
+def routes_models(intents: list[Intent]) -> bool:
+    """Whether planning ``intents`` routes work to a model endpoint (code work)."""
+    return any(intent.kind is IntentKind.CODE for intent in intents)
+
+
+def plan_for(
+    intent: Intent, config: Config, *, tier: str | None = None, known: Known | None = None
+) -> DispatchPlan:
+    """The plan that carries out ``intent``; code work is routed by ``known``."""
     if intent.kind is IntentKind.RELEASE:
         from overlord.release import ReleaseOptions, plan_release
 
@@ -26,7 +37,7 @@ def plan_for(intent: Intent, config: Config, *, tier: str | None = None) -> Disp
     if intent.kind is IntentKind.CODE:
         from overlord.minions import plan_code
 
-        return plan_code(config, intent, tier=tier)
+        return plan_code(config, intent, tier=tier, known=known)
     builder = PlanBuilder(config, intent.text)
     for project in intent.projects:
         _add_chore(builder, intent, project)
@@ -34,15 +45,20 @@ def plan_for(intent: Intent, config: Config, *, tier: str | None = None) -> Disp
 
 
 def plan_for_all(
-    intents: list[Intent], config: Config, *, tier: str | None = None, task: str | None = None
+    intents: list[Intent],
+    config: Config,
+    *,
+    tier: str | None = None,
+    task: str | None = None,
+    known: Known | None = None,
 ) -> DispatchPlan:
     """One plan for several instructions (``parser.parse_all``), named ``task``."""
     if len(intents) == 1:
-        plan = plan_for(intents[0], config, tier=tier)
+        plan = plan_for(intents[0], config, tier=tier, known=known)
         if task is not None:
             plan.task = task
         return plan
-    plans = [plan_for(intent, config, tier=tier) for intent in intents]
+    plans = [plan_for(intent, config, tier=tier, known=known) for intent in intents]
     return combine(plans, config, task or "; ".join(i.text for i in intents))
 
 

@@ -26,7 +26,7 @@ from overlord.config import Config, ModelEndpoint
 from overlord.errors import EndpointUnavailable, OverlordError, TranslationUnavailable
 from overlord.parser import LIST_HELP, SUPPORTED_FORMS
 from overlord.plan import Translation
-from overlord.routing import Choice, TaskType, route
+from overlord.routing import Choice, Known, TaskType, route
 
 #: What the model is told to do (the last line of the system message).
 ANSWER_RULE = "Answer with one supported instruction per line, nothing else."
@@ -157,30 +157,21 @@ def _post(endpoint: ModelEndpoint, body: dict[str, Any], timeout: float) -> str:
 # --- routing, slots, the one retry -----------------------------------------------------
 
 
-def _route(config: Config, level: str, forced: str | None, health: dict[str, Any]) -> Choice:
-    from overlord.routing.check import in_flight_now
-
+def _route(config: Config, level: str, forced: str | None, known: Known) -> Choice:
     return route(
         config,
         TaskType.PLANNING,
         level,
-        health=health,
-        in_flight=in_flight_now(config),
+        health=known.health,
+        in_flight=known.in_flight,
         force_tier=forced,
     )
 
 
-def _first_route(config: Config, level: str, forced: str | None) -> tuple[Choice, dict[str, Any]]:
-    from overlord.routing.check import at_startup, recheck_down
+def _first_route(config: Config, level: str, forced: str | None) -> tuple[Choice, Known]:
+    from overlord.routing.check import routed
 
-    health: dict[str, Any] = dict(at_startup(config))
-    try:
-        return _route(config, level, forced, health), health
-    except EndpointUnavailable:
-        rechecked = dict(recheck_down(config, health))
-        if rechecked == health:
-            raise
-        return _route(config, level, forced, rechecked), rechecked
+    return routed(config, lambda known: (_route(config, level, forced, known), known))
 
 
 def _ask(config: Config, choice: Choice, text: str, timeout: float) -> str:
@@ -204,6 +195,14 @@ def _ask(config: Config, choice: Choice, text: str, timeout: float) -> str:
         raise TranslationUnavailable(
             f"the endpoint slots cannot be taken: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def _with_down(config: Config, known: Known, record: Any) -> Known:
+    """What is known after ``record`` (an endpoint found down), with the slots in use now."""
+    from overlord.routing.check import in_flight_now
+
+    health = {**known.health, record.endpoint: record}
+    return Known(health, in_flight_now(config))
 
 
 def _mark_down(config: Config, name: str, reason: str) -> Any:
@@ -237,7 +236,7 @@ def translate(
         )
     level = complexity or "medium"
     try:
-        choice, health = _first_route(config, level, tier)
+        choice, known = _first_route(config, level, tier)
     except EndpointUnavailable as exc:
         raise TranslationUnavailable(exc.message, exc.hint) from None
     for attempt in (1, 2):
@@ -249,11 +248,12 @@ def translate(
             ) from None
         except _EndpointFailed as exc:
             failure = f"{choice.endpoint} failed ({exc})"
-            health[choice.endpoint] = _mark_down(config, choice.endpoint, str(exc))
+            down = _mark_down(config, choice.endpoint, str(exc))
             if attempt == 2:
                 raise TranslationUnavailable(f"{failure}, after one retry") from None
+            known = _with_down(config, known, down)
             try:
-                fallback = _route(config, level, tier, health)
+                fallback = _route(config, level, tier, known)
             except EndpointUnavailable as unavailable:
                 raise TranslationUnavailable(
                     f"{failure}; no fallback: {unavailable.message}"

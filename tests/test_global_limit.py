@@ -24,7 +24,7 @@ import yaml
 from overlord import config as config_module
 from overlord import runner
 from overlord.config import Config
-from overlord.minions import plan_code
+from overlord.dispatching import plan_intents
 from overlord.parser import parse
 from overlord.plan import PlanState, StepState
 from overlord.registry import Registry
@@ -123,7 +123,7 @@ def workers(tmp_path: Path) -> Iterator[Callable[[Config, int], list[subprocess.
 
 
 def run_plan(config: Config, text: str) -> str:
-    plan = plan_code(config, parse(text, Registry(config)))
+    plan = plan_intents(config, [parse(text, Registry(config))])
     verdict = runner.decide(config, plan, yes=True)
     plan = runner.submit(config, plan, verdict)
     runner.run(config, plan.id, detach=True)

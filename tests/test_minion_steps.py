@@ -20,8 +20,8 @@ from overlord import config as config_module
 from overlord import steps
 from overlord.cli.app import main
 from overlord.config import Config
+from overlord.dispatching import plan_intents
 from overlord.errors import EndpointUnavailable
-from overlord.minions import plan_code
 from overlord.parser import parse
 from overlord.plan import PlanState, StepState
 from overlord.registry import Registry
@@ -88,13 +88,31 @@ def only_plan(config: Config) -> Any:
 def test_plan_code_routes_from_the_cache_and_records_the_reason(workspace: Workspace) -> None:
     with ScriptedOpenAI() as local:
         config = configure(workspace, {"local-14b": endpoint(local, "local")})
-        plan = plan_code(config, parse(TASK, Registry(config)))
+        plan = plan_intents(config, [parse(TASK, Registry(config))])
     (step,) = plan.steps
     assert step.kind.value == "minion"
     assert (step.endpoint, step.queue, step.tier) == ("local-14b", "local-14b", "local")
     assert step.route_reason == "preferred"
     assert step.params["base"] == "develop" and step.params["task_type"] == "feature"
     assert "greeting function" in step.params["instruction"]
+
+
+def test_planning_routes_by_what_it_is_handed_and_checks_nothing(workspace: Workspace) -> None:
+    """The planner is pure: the health it routes by comes from its caller (the edge)."""
+    from overlord.minions import plan_code
+    from overlord.routing import Known
+
+    with ScriptedOpenAI() as local, ScriptedOpenAI() as cloud:
+        config = configure(
+            workspace,
+            {"local-14b": endpoint(local, "local"), "cloud": endpoint(cloud, "cloud-fast")},
+        )
+        intent = parse(TASK, Registry(config))
+        plan = plan_code(config, intent, known=Known({"local-14b": False}, {}))
+        assert plan.steps[0].endpoint == "cloud"
+        assert plan.steps[0].route_reason.startswith("fallback: local tier unhealthy")
+        assert plan_code(config, intent).steps[0].endpoint == "local-14b"  # nothing known
+        assert health_cache(config).all() == {}  # nothing was checked, nothing cached
 
 
 def test_no_models_configured_is_one_line_bad_input(
@@ -275,7 +293,7 @@ def test_a_stale_down_record_is_checked_again_before_code_work_is_refused(
         cache.put(
             HealthRecord("local-14b", False, "connection refused", utcnow() - timedelta(seconds=60))
         )
-        plan = plan_code(config, parse(TASK, Registry(config)))
+        plan = plan_intents(config, [parse(TASK, Registry(config))])
         (step,) = plan.steps
         assert (step.endpoint, step.route_reason) == ("local-14b", "preferred")
         record = cache.get("local-14b")
@@ -283,4 +301,4 @@ def test_a_stale_down_record_is_checked_again_before_code_work_is_refused(
     # a failure seen just now is trusted: the work is refused at once, in one line
     cache.put(HealthRecord("local-14b", False, "connection refused", utcnow()))
     with pytest.raises(EndpointUnavailable, match="local-14b down"):
-        plan_code(config, parse(TASK, Registry(config)))
+        plan_intents(config, [parse(TASK, Registry(config))])

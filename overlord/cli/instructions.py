@@ -10,7 +10,7 @@ says why translation was not available.
 
 from __future__ import annotations
 
-from overlord import defaults, planner
+from overlord import defaults, dispatching
 from overlord.config import Config
 from overlord.errors import (
     NoFormMatches,
@@ -32,7 +32,7 @@ def plan_text(
         intents = parse_all(text, registry, complexity=complexity)
     except NoFormMatches as refusal:
         return _translated(config, text, registry, refusal, tier=tier, complexity=complexity)
-    return planner.plan_for_all(intents, config, tier=tier)
+    return dispatching.plan_intents(config, intents, tier=tier)
 
 
 def _translated(
@@ -67,7 +67,7 @@ def _translated(
         )
     try:
         intents = parse_lines(answer.lines, registry, complexity=complexity)
-        plan = planner.plan_for_all(intents, config, tier=tier, task=" ".join(text.split()))
+        plan = dispatching.plan_intents(config, intents, tier=tier, task=" ".join(text.split()))
     except NoFormMatches as exc:
         raise TranslationRefused(
             f"the model's answer has a line no form matches: {exc.message}", said

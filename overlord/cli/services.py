@@ -198,6 +198,15 @@ def _say(line: str) -> None:
     sys.stderr.flush()
 
 
+def health_at_start(config: Config) -> None:
+    """SPEC §4.5: endpoints are checked at start (all at once) when the cache holds no
+    fresh record; planning only ever reads the cache."""
+    if config.models:
+        from overlord.routing.check import at_startup
+
+        at_startup(config)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def worker(
@@ -227,10 +236,7 @@ def register(app: typer.Typer) -> None:
         chosen = resolve_queues(config, queue)
         slots = concurrency or concurrency_for(config, chosen)
         check_broker(broker)
-        if config.models:  # SPEC §4.5: check at start-up when the cache holds nothing fresh
-            from overlord.routing.check import at_startup
-
-            at_startup(config)
+        health_at_start(config)
         celery_app = make_app(config, broker)
         guard = SlotGuard(celery_app, config, broker).connect()
         from overlord.tasks.liveness import Watchdog
@@ -269,6 +275,7 @@ def register(app: typer.Typer) -> None:
             )
         schedule.validate(config)
         check_broker(broker)
+        health_at_start(config)  # the scheduled runs plan from it
         celery_app = make_app(config, broker)
         from overlord.tasks.liveness import Watchdog
 

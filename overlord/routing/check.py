@@ -8,16 +8,24 @@
   ``overlord models --check``).
 - ``recheck_down``: check again the endpoints a cached record says are down (planning,
   when the cache would leave no endpoint at all).
-- ``cached``: read only, never checks, never raises (planning uses it).
+- ``cached``: read only, never checks, never raises.
 - ``in_flight_now``: slots in use per endpoint, from the broker's semaphores (0 without one).
+- ``routed``: planning at the edge. Planning itself is pure and reads only the ``Known``
+  it is handed; the entries that plan (``overlord dispatch``, scheduled runs) gather it
+  here — the cache, checked first when it holds nothing fresh — and, when it would leave
+  no endpoint, check the ones it says are down and plan again.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from overlord import defaults
 from overlord.config import Config
+from overlord.errors import EndpointUnavailable
+from overlord.routing.endpoints import Known
 from overlord.routing.health import (
     HealthCache,
     HealthRecord,
@@ -28,6 +36,8 @@ from overlord.routing.health import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def health_cache(config: Config) -> HealthCache:
@@ -167,3 +177,21 @@ def in_flight_now(config: Config, url: str | None = None) -> dict[str, int]:
     except Exception as exc:
         log.warning("slots in use unknown (broker %s): %s", url, exc)
         return {}
+
+
+def routed(config: Config, decide: Callable[[Known], T], *, models: bool = True) -> T:
+    """``decide(known)`` — a plan, a route — with what is known of the endpoints: the
+    health cache (every endpoint checked at once first when it holds no fresh record, as
+    at start) and the slots in use. When ``decide`` finds no endpoint, the ones the cache
+    says are down are checked again (unless that was just seen) and it decides once more.
+    ``models=False``: there is nothing to route (chores), so nothing is read or checked."""
+    if not models or not config.models:
+        return decide(Known())
+    records, in_flight = at_startup(config), in_flight_now(config)
+    try:
+        return decide(Known(records, in_flight))
+    except EndpointUnavailable:
+        rechecked = recheck_down(config, records)
+        if rechecked == records:
+            raise
+        return decide(Known(rechecked, in_flight))

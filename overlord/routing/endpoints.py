@@ -1,9 +1,9 @@
 """Choosing the endpoint a model step goes to (SPEC §4.5) — a pure decision.
 
 ``choose`` takes what is known (the configuration, the last health records, how many
-slots of each endpoint are in use) and returns a ``Choice`` with a human reason.
-Nothing here does I/O: the caller gathers health (``routing.health``) and load
-(``routing.semaphore``) and records the choice on the step.
+slots of each endpoint are in use: a ``Known``) and returns a ``Choice`` with a human
+reason. Nothing here does I/O: the caller at the edge gathers health (``routing.check``)
+and load (``routing.semaphore``) and records the choice on the step.
 
 Rules, in order:
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from overlord.config import Config, ModelEndpoint, Tier
@@ -45,6 +45,16 @@ class HealthLike(Protocol):
 
 
 Health = Mapping[str, "HealthLike | bool | None"]
+
+
+@dataclass(frozen=True)
+class Known:
+    """What routing knows of the endpoints when it decides, gathered by the caller:
+    the cached health records and the slots in use per endpoint. ``Known()`` knows
+    nothing: every endpoint counts as healthy and idle."""
+
+    health: Health = field(default_factory=dict)
+    in_flight: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

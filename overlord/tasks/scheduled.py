@@ -56,7 +56,8 @@ def _fresh(config: Config) -> Config:
 
 def run_entry(config: Config, name: str, app: Celery) -> dict[str, Any]:
     """Plan the schedule entry ``name`` and run it (approved) or propose it (pending)."""
-    from overlord import planner, runner
+    from overlord import runner
+    from overlord.dispatching import plan_intents
     from overlord.parser import parse_all
     from overlord.plan import PlanState
     from overlord.registry import Registry
@@ -70,7 +71,7 @@ def run_entry(config: Config, name: str, app: Celery) -> dict[str, Any]:
         )
     # several instructions work as in dispatch; text no form matches is never sent to a
     # model here: a translation needs a person, and a scheduled run has none
-    plan = planner.plan_for_all(parse_all(entry.task, Registry(config)), config)
+    plan = plan_intents(config, parse_all(entry.task, Registry(config)))
     plan.scheduled_run = True
     plan.options = {**plan.options, "schedule": name}
     verdict = runner.decide(config, plan)
