@@ -1,9 +1,10 @@
 """Commands Overlord starts (a project's test command): their own session, a bounded
 output tail, and nothing they started left running (SPEC §4.6).
 
-- The command runs in a new session (process group) under a small guard process. When
-  it times out, is cancelled, or when the process that started it (a worker) dies, even
-  by SIGKILL, the whole group gets SIGTERM, then SIGKILL after ``KILL_GRACE`` seconds.
+- The command runs in a new session (process group), started by this process's guard
+  (``overlord.proc_guard``: one per worker process, not one per command). When it times
+  out, is cancelled, or when the process that started it (a worker) dies, even by
+  SIGKILL, the whole group gets SIGTERM, then SIGKILL after ``KILL_GRACE`` seconds.
   After a normal exit, whatever the command left running in its group is stopped the
   same way. (A process that starts a session of its own leaves the group; nothing short
   of a container follows it.)
@@ -18,13 +19,12 @@ from __future__ import annotations
 import os
 import select
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from overlord.proc_guard import Command, guard
 from overlord.refs import without_repository_vars
 
 #: Bytes of a command's output kept (the end of it); the rest is counted and dropped.
@@ -33,34 +33,6 @@ OUTPUT_BYTES = 64 * 1024
 KILL_GRACE = 2.0
 #: Seconds between two checks of ``cancelled`` while a command runs.
 CANCEL_POLL = 1.0
-
-# The guard: started in the new session, it runs the command as its child (same group),
-# passes its exit status on, and when its parent (the worker) is gone, stops the group.
-_GUARD = """
-import os, signal, sys, time
-parent = int(sys.argv[1])
-grace = float(sys.argv[2])
-try:
-    child = os.fork()
-except OSError as exc:
-    sys.stderr.write(f"cannot start: {exc}\\n"); sys.exit(127)
-if child == 0:
-    try:
-        os.execvp(sys.argv[3], sys.argv[3:])
-    except OSError as exc:
-        sys.stderr.write(f"cannot run {sys.argv[3]!r}: {exc.strerror}\\n")
-        os._exit(127)
-signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the group's TERM is for the command
-while True:
-    pid, status = os.waitpid(child, os.WNOHANG)
-    if pid:
-        sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
-    if os.getppid() != parent:  # the worker died: nothing it started may survive it
-        os.killpg(0, signal.SIGTERM)
-        time.sleep(grace)
-        os.killpg(0, signal.SIGKILL)
-    time.sleep(0.1)
-"""
 
 
 @dataclass
@@ -98,26 +70,27 @@ def run(
     from overlord.secrets import scrubbed_env
 
     environment = without_repository_vars(scrubbed_env() if env is None else env)
-    guard = [sys.executable, "-I", "-S", "-c", _GUARD, str(os.getpid()), str(KILL_GRACE)]
+    reader, writer = os.pipe()
     try:
-        proc = subprocess.Popen(
-            [*guard, *argv],
-            cwd=cwd,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        return Outcome(None, f"cannot run {argv[0]!r}: {exc.strerror}")
-    assert proc.stdout is not None
+        for _ in range(2):  # a second time only when the guard had died
+            starter = guard(KILL_GRACE)
+            command = starter.start(argv, cwd, environment, writer)
+            if not command.lost:
+                break
+    finally:
+        os.close(writer)
+    if command.error is not None:
+        os.close(reader)
+        message = f"cannot run {argv[0]!r}: {command.error}"
+        if command.chdir_failed or command.lost:
+            return Outcome(None, message)
+        return Outcome(127, message + "\n")
     tail = bytearray()
     dropped = 0
     timed_out = stopped = False
     deadline = time.monotonic() + timeout
     next_check = time.monotonic() + CANCEL_POLL
-    fd = proc.stdout.fileno()
+    fd = reader
     poller = select.poll()  # not select.select: no limit on the descriptor's number
     poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     try:
@@ -140,11 +113,12 @@ def run(
                 if len(tail) > 2 * keep:
                     dropped += len(tail) - keep
                     del tail[:-keep]
-            elif proc.poll() is not None:
+            elif command.poll() is not None:
                 break  # exited; a process it left holds the pipe open
     finally:
-        stop_group(proc)
-        proc.stdout.close()
+        stop_group(command)
+        starter.over(command)
+        os.close(reader)
     if len(tail) > keep:
         dropped += len(tail) - keep
         del tail[:-keep]
@@ -155,11 +129,13 @@ def run(
         text += f"\ntimed out after {timeout:g}s"
     elif stopped:
         text += "\ncancelled"
-    code = None if timed_out or stopped else proc.returncode
+    if command.lost:
+        text += "\nits guard process died: exit status unknown"
+    code = None if timed_out or stopped else command.returncode
     return Outcome(code, text, timed_out, stopped, dropped)
 
 
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
+def stop_group(proc: Command) -> None:
     """SIGTERM the process group of ``proc`` (its session), SIGKILL after ``KILL_GRACE``."""
     pgid = proc.pid
     if not _signal_group(pgid, signal.SIGTERM):
@@ -168,7 +144,6 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + KILL_GRACE
     pause = 0.001  # a group that ends at once (the usual case) is seen gone in ~1 ms
     while time.monotonic() < deadline:
-        proc.poll()  # reap the guard, or the group never looks empty
         if not _signal_group(pgid, 0):
             break
         time.sleep(pause)

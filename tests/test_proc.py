@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from overlord import proc
+from overlord import proc, proc_guard
 
 
 def _gone_later(marker: Path, wait: float) -> bool:
@@ -128,3 +130,67 @@ def test_a_process_holding_over_1024_descriptors_still_reads_output(tmp_path: Pa
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert done.ok, done.output
     assert "hello" in done.output
+
+
+def test_one_guard_per_process_starts_every_command(tmp_path: Path) -> None:
+    """Not an interpreter per command: the commands' parent is this process's guard."""
+    first = proc.run(["sh", "-c", "echo $PPID"], cwd=tmp_path, timeout=30)
+    second = proc.run(["sh", "-c", "echo $PPID"], cwd=tmp_path, timeout=30)
+    assert first.ok and second.ok
+    assert first.output == second.output
+    assert int(first.output) == proc_guard.guard(proc.KILL_GRACE).process.pid
+
+
+def test_a_killed_guard_is_replaced(tmp_path: Path) -> None:
+    old = proc_guard.guard(proc.KILL_GRACE).process
+    old.kill()
+    old.wait()
+    done = proc.run(["sh", "-c", "echo fine"], cwd=tmp_path, timeout=30)
+    assert done.ok and done.output.strip() == "fine"
+    assert proc_guard.guard(proc.KILL_GRACE).process.pid != old.pid
+
+
+def test_a_forked_child_does_not_keep_its_parents_guard_waiting(tmp_path: Path) -> None:
+    """A prefork pool forks after its parent may have run a command: the child drops the
+    parent's end, so the parent's death still stops the parent's commands."""
+    marker, started = tmp_path / "late", tmp_path / "started"
+    inner = f"touch {started}; (sleep 2; touch {marker}) & sleep 30"
+    starter = (
+        "import os, time\n"
+        "from overlord import proc\n"
+        f"proc.run(['true'], cwd={str(tmp_path)!r}, timeout=60)\n"
+        "if os.fork() == 0:\n"
+        "    time.sleep(20); os._exit(0)\n"
+        f"proc.run(['sh', '-c', {inner!r}], cwd={str(tmp_path)!r}, timeout=60)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", starter], start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists()
+    os.kill(worker.pid, signal.SIGKILL)  # the parent only: its forked child lives on
+    worker.wait()
+    try:
+        assert _gone_later(marker, 3.5)
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+
+
+def test_the_guard_stops_a_command_whose_pid_the_worker_never_heard(tmp_path: Path) -> None:
+    """The worker dies right after asking for a command: the guard, its parent, stops it."""
+    marker = tmp_path / "late"
+    guard = proc_guard.Guard(grace=0.5)
+    reader, writer = os.pipe()
+    doc = {
+        "id": 1,
+        "argv": ["sh", "-c", f"(sleep 1.5; touch {marker}) & sleep 30"],
+        "cwd": str(tmp_path),
+        "env": dict(os.environ),
+    }
+    socket.send_fds(guard.sock, [(json.dumps(doc) + "\n").encode()], [writer])
+    os.close(writer)
+    guard.sock.shutdown(socket.SHUT_RDWR)  # as the worker's death closes it
+    assert guard.process.wait(timeout=10) == 0
+    assert os.read(reader, 100) == b""  # every writer (the whole group) is gone
+    os.close(reader)
+    assert _gone_later(marker, 2.5)
