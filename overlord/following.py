@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from overlord.config import Config
 from overlord.plan import DispatchPlan
-from overlord.store import Store
+from overlord.wiring import plan_store
 
 #: Seconds between two reads of the whole plan while following it (progress display).
 POLL = 0.1
@@ -34,7 +34,7 @@ def wait(
     ``tick`` runs every ``TICK`` seconds meanwhile; the lines it returns are passed to
     ``follow.notice`` when the follower has one (the CLI prints them)."""
     assert config.state_url
-    store = Store(config.state_url)
+    store = plan_store(config)
     plan_id = store.resolve_id(plan_id)
     deadline = None if timeout is None else time.monotonic() + timeout
     shown = 0.0

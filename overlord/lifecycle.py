@@ -31,7 +31,7 @@ from typing import Any
 from overlord import notify
 from overlord.config import ActionKind
 from overlord.plan import PlanState, StepState
-from overlord.store import Store
+from overlord.ports import PlanStore
 
 log = logging.getLogger("overlord.lifecycle")
 
@@ -94,7 +94,7 @@ STEP_MOVES: dict[StepState, frozenset[StepState]] = {
 }
 
 
-def move(store: Store, plan_id: str, name: Move, **doc: Any) -> bool:
+def move(store: PlanStore, plan_id: str, name: Move, **doc: Any) -> bool:
     """Make the plan transition ``name`` if the plan is in one of its source states;
     True when this call moved it. The single place plan states change."""
     sources, target = PLAN_MOVES[name]
@@ -141,7 +141,7 @@ class View:
         )
 
 
-def view(store: Store, plan_id: str) -> View | None:
+def view(store: PlanStore, plan_id: str) -> View | None:
     """The plan as recorded (two cheap reads), or None when there is no such plan."""
     found = store.gate_view(plan_id)
     if found is None:
@@ -261,7 +261,7 @@ def admit_scheduled(entries: set[str], name: object) -> str | None:
 
 
 def refuse(
-    store: Store, plan_id: str | None, step_id: str | None, task: str, worker: str, why: str
+    store: PlanStore, plan_id: str | None, step_id: str | None, task: str, worker: str, why: str
 ) -> dict[str, Any]:
     """Record a refused task message on its plan (None: no such plan, only logged);
     change nothing else."""

@@ -252,10 +252,10 @@ def secrets_for(endpoint: ModelEndpoint) -> dict[str, str]:
 
 
 def _record(ctx: Context, choice: Choice) -> None:
-    from overlord.store import Store
+    from overlord.wiring import plan_store
 
     assert ctx.config.state_url
-    Store(ctx.config.state_url).set_route(
+    plan_store(ctx.config).set_route(
         ctx.plan_id, ctx.step.id, choice.endpoint, choice.reason, tier=choice.tier.value
     )
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from overlord.plan import DispatchStep
+from overlord import defaults
+from overlord.errors import PlanNotFound
+from overlord.plan import DispatchStep, StepState
 from overlord.secrets import redact
 
 PLAN_DOC = (
@@ -56,6 +58,45 @@ def step_from_row(row: Any) -> DispatchStep:
     return DispatchStep.model_validate(
         {"id": row["step_id"], **row["data"], **{k: row[k] for k in STEP_COLUMNS}}
     )
+
+
+def listed(row: Any) -> dict[str, Any]:
+    """A plan row as ``list_plans`` shows it (times as ISO texts)."""
+    return {
+        "id": row["id"],
+        "task": row["task"],
+        "kind": row["kind"],
+        "state": row["state"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat() if row["updated_at"] else None,
+    }
+
+
+def one_id(plan_id: str, ids: list[str]) -> str:
+    """The one id of ``ids`` (the ids ``plan_id`` is a prefix of, up to 3); else
+    ``PlanNotFound`` saying there is none, or listing the candidates."""
+    if len(ids) == 1 and plan_id:
+        return ids[0]
+    if not ids or not plan_id:
+        raise PlanNotFound(f"no plan with id {plan_id!r}", "list plans with `overlord plans`")
+    raise PlanNotFound(f"plan id {plan_id!r} is ambiguous: {', '.join(ids)}", "type more of the id")
+
+
+def finished(
+    state: StepState, at: datetime, output: str, error: str | None, undo: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The columns of a step that ended (output tail and error redacted), and the message
+    of its ``step`` event under ``"message"``."""
+    values: dict[str, Any] = {
+        "state": state.value,
+        "ended_at": at,
+        "output": redact(output)[-defaults.OUTPUT_TAIL :],
+        "error": redact(error) if error else error,
+    }
+    if undo:
+        values["undo"] = jsonable(undo)
+    detail = f"-> {state.value}" + (f": {values['error']}" if error else "")
+    return {**values, "message": detail}
 
 
 def merged_doc(current: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:

@@ -22,15 +22,10 @@ from overlord.lifecycle import Move
 from overlord.plan import DispatchPlan, PlanState, StepState
 from overlord.plan_owner import owner_alive, owner_of
 from overlord.preflight import preflight
-from overlord.store import Store
+from overlord.wiring import plan_store as store_for  # the plan store's factory, by its old name
 
 if TYPE_CHECKING:
     from overlord.tasks.runtime import Runtime
-
-
-def store_for(config: Config) -> Store:
-    assert config.state_url
-    return Store(config.state_url)
 
 
 # --- before anything runs -----------------------------------------------------

@@ -16,8 +16,9 @@ from overlord.errors import OverlordError, StepFailed
 from overlord.git import Git
 from overlord.locks import repo_lock
 from overlord.plan import DispatchPlan, PlanState, StepState, now
+from overlord.ports import PlanStore
 from overlord.secrets import redact
-from overlord.store import Store
+from overlord.wiring import plan_store
 
 #: Step kinds whose failure is recorded without failing the plan's canvas: the push
 #: phase reports every repo and lets ``overlord resume`` retry what is left.
@@ -29,7 +30,7 @@ SOFT_FAIL = {ActionKind.PUSH}
 _PROJECTS: dict[tuple[str, str, str], str | None] = {}
 
 
-def _step_project(store: Store, plan_id: str, step_id: str) -> str | None:
+def _step_project(store: PlanStore, plan_id: str, step_id: str) -> str | None:
     key = (store.url, plan_id, step_id)
     if key not in _PROJECTS:
         if len(_PROJECTS) > 10_000:
@@ -43,7 +44,7 @@ def _step_project(store: Store, plan_id: str, step_id: str) -> str | None:
 def execute(config: Config, plan_id: str, step_id: str, worker: str) -> dict[str, Any]:
     """Run a step once: claim it, check whether it already acted, prepare, act, record."""
     assert config.state_url
-    store = Store(config.state_url)
+    store = plan_store(config)
     project = _step_project(store, plan_id, step_id)
     with repo_lock(config.projects[project].path if project else None):
         prior = store.claim(plan_id, step_id, worker)
@@ -105,7 +106,7 @@ def undo_order(plan: DispatchPlan) -> list[str]:
 def undo(config: Config, plan_id: str, step_id: str) -> dict[str, Any]:
     """Compensate one step; never raises (the rollback goes on and reports)."""
     assert config.state_url
-    store = Store(config.state_url)
+    store = plan_store(config)
     project = _step_project(store, plan_id, step_id)
     try:
         with repo_lock(config.projects[project].path if project else None):
@@ -150,7 +151,7 @@ def restore_branches(config: Config, plan: DispatchPlan) -> list[str]:
 def finish_rollback(config: Config, plan_id: str) -> PlanState:
     """After the undo chain: restore branches, mark the rest skipped, settle the plan."""
     assert config.state_url
-    store = Store(config.state_url)
+    store = plan_store(config)
     plan = store.load(plan_id)
     problems = restore_branches(config, plan)
     for step in plan.steps:
@@ -185,7 +186,7 @@ def finish_rollback(config: Config, plan_id: str) -> PlanState:
 def finish(config: Config, plan_id: str) -> PlanState:
     """After the last step of a phase: succeeded, awaiting the push, or failed pushes."""
     assert config.state_url
-    store = Store(config.state_url)
+    store = plan_store(config)
     plan = store.load(plan_id)
     if plan.state is not PlanState.RUNNING:
         return plan.state
@@ -215,7 +216,7 @@ def finish(config: Config, plan_id: str) -> PlanState:
 def fail(config: Config, plan_id: str, *, cancelled: bool = False) -> bool:
     """Move a running plan to failing (once); True when the caller must start the rollback."""
     assert config.state_url
-    store = Store(config.state_url)
+    store = plan_store(config)
     plan = store.load(plan_id)
     failed = [s for s in plan.steps if s.state is StepState.FAILED]
     if failed and all(s.kind in SOFT_FAIL for s in failed) and not cancelled:
@@ -248,7 +249,7 @@ def check_rollback_done(config: Config, plan_id: str, plan: lifecycle.View) -> s
     if refused:
         return refused
     assert config.state_url
-    events = Store(config.state_url).events(plan_id)
+    events = plan_store(config).events(plan_id)
     undone = {e["step_id"] for e in events if e["kind"] in ("undo", "undo-failed")}
     running = [i for i, s in plan.steps.items() if s.state is StepState.RUNNING]
     return lifecycle.admit_rollback_done(plan, undone, running)
@@ -261,7 +262,7 @@ LOST_MARGIN = 60
 def running_steps(config: Config, plan_id: str) -> list[str]:
     """Steps still running; one running far past its timeout is marked failed (lost)."""
     assert config.state_url
-    store = Store(config.state_url)
+    store = plan_store(config)
     plan = store.load(plan_id)
     running = []
     for step in plan.steps:

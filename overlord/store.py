@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from overlord import db, defaults, hotpath, notify, plan_rows, schema
+from overlord import db, hotpath, notify, plan_rows, schema
 from overlord import store_statements as sql
 from overlord.errors import PlanNotFound
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
@@ -75,13 +75,7 @@ class Store:
                 .scalars()
                 .all()
             )
-        if len(ids) == 1 and plan_id:
-            return ids[0]
-        if not ids or not plan_id:
-            raise PlanNotFound(f"no plan with id {plan_id!r}", "list plans with `overlord plans`")
-        raise PlanNotFound(
-            f"plan id {plan_id!r} is ambiguous: {', '.join(ids)}", "type more of the id"
-        )
+        return plan_rows.one_id(plan_id, list(ids))
 
     def load(self, plan_id: str) -> DispatchPlan:
         plan_id = self.resolve_id(plan_id)
@@ -139,17 +133,7 @@ class Store:
             query = query.where(schema.plans.c.state == state)
         with db.connect(self.url) as conn:
             rows = conn.execute(query).mappings().all()
-        return [
-            {
-                "id": r["id"],
-                "task": r["task"],
-                "kind": r["kind"],
-                "state": r["state"],
-                "created_at": r["created_at"].isoformat(),
-                "updated_at": r["updated_at"].isoformat() if r["updated_at"] else None,
-            }
-            for r in rows
-        ]
+        return [plan_rows.listed(r) for r in rows]
 
     def state(self, plan_id: str) -> PlanState:
         """The plan's state: one cheap read (``runner.wait`` polls it)."""
@@ -271,17 +255,9 @@ class Store:
         undo: dict[str, Any] | None = None,
     ) -> None:
         """Record how a step ended (and, for a step that acted, its final undo record)."""
-        values: dict[str, Any] = {
-            "state": state.value,
-            "ended_at": schema.utcnow(),
-            "output": redact(output)[-defaults.OUTPUT_TAIL :],
-            "error": redact(error) if error else error,
-        }
-        if undo:
-            values["undo"] = plan_rows.jsonable(undo)
+        values = plan_rows.finished(state, schema.utcnow(), output, error, undo)
         ids = {"pid": plan_id, "sid": step_id}
-        detail = f"-> {state.value}" + (f": {values['error']}" if error else "")
-        event = {**ids, "at": values["ended_at"], "kind": "step", "message": detail}
+        event = {**ids, "at": values["ended_at"], "kind": "step", "message": values.pop("message")}
         with hotpath.step_write(self.url) as txn:
             statement = sql.UPDATE_STEP
             if state is StepState.SUCCEEDED:

@@ -57,9 +57,9 @@ def _plan_stopped(ctx: Context) -> Callable[[], bool]:
     """Whether the step's plan stopped running (cancelled, failed elsewhere); a database
     hiccup counts as not stopped (the timeout still holds)."""
     from overlord.plan import PlanState
-    from overlord.store import Store
+    from overlord.wiring import plan_store
 
-    store = Store(ctx.config.state_url or "")
+    store = plan_store(ctx.config)
 
     def stopped() -> bool:
         try:

@@ -75,10 +75,10 @@ def moved(git: Git, want: dict[str, str]) -> list[str]:
 def refs_to_push(config: Config, plan_id: str, push: DispatchStep) -> dict[str, str]:
     """What the push step ``push`` sends: ref → object id; ``PushRefused`` when a ref
     moved since the plan left it, ``MissingBranch`` when one is gone."""
-    from overlord.store import Store
+    from overlord.wiring import plan_store
 
     assert push.project is not None and config.state_url
-    plan = Store(config.state_url).load(plan_id)
+    plan = plan_store(config).load(plan_id)
     git = Git(config.projects[push.project].path)
     want = resolve(git, tested_refs(plan, push))
     expected = [f"refs/heads/{b}" for b in push.params.get("branches", [])]

@@ -82,10 +82,10 @@ class Delivery:
                 _done.notify_all()
 
     def _facts(self) -> notify.Facts:
-        from overlord.store import Store
+        from overlord.wiring import plan_store
 
         assert self.config.state_url
-        plan = Store(self.config.state_url).load(self.plan_id)
+        plan = plan_store(self.config).load(self.plan_id)
         return notify.facts(plan, self.state, self.config)
 
     def _send(self, body: dict[str, object]) -> Result:
@@ -102,11 +102,11 @@ class Delivery:
             self.recorded = True
             self.result = result
         try:
-            from overlord.store import Store
+            from overlord.wiring import plan_store
 
             assert self.config.state_url
             message = f"{notify.event_for(self.state)} -> {result.line()}"
-            Store(self.config.state_url).event(self.plan_id, None, "notify", message)
+            plan_store(self.config).event(self.plan_id, None, "notify", message)
         except Exception:
             pass
 

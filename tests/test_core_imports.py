@@ -1,6 +1,7 @@
 """The pure core imports no infrastructure (team guide, issue 16 part 5).
 
-Config, registry, graph, scope, plan, parser, planner, autonomy and release planning must
+Config, registry, graph, scope, plan, parser, planner, autonomy, release planning, the ports
+(their Protocols, their factories' module, the in-memory implementations) must
 not load Celery, Kombu, Redis, Docker, HTTP clients or SQLAlchemy, not even lazily on the
 planning path. Each check runs in a fresh interpreter and reads ``sys.modules``; when a
 forbidden package is loaded it names the chain of overlord modules that imported it.
@@ -33,6 +34,9 @@ CORE = (
     "overlord.planner",
     "overlord.autonomy",
     "overlord.release",
+    "overlord.ports",
+    "overlord.wiring",
+    "overlord.testing.memory_store",
 )
 
 # Records, for the first import of each forbidden package, which overlord modules were

@@ -58,11 +58,11 @@ def _gate(
 ) -> dict[str, Any] | None:
     """None when the message fits the plan as recorded; else it is refused (recorded as
     an event on the plan, from which worker) and its answer is returned. SPEC §4.6."""
-    from overlord.store import Store
+    from overlord.wiring import plan_store
 
     config = _config(task)
     assert config.state_url
-    store = Store(config.state_url)
+    store = plan_store(config)
     worker = task.request.hostname or "worker"
     ids_ok = isinstance(plan_id, str) and (step_id is None or isinstance(step_id, str))
     plan = lifecycle.view(store, plan_id) if ids_ok else None
@@ -133,8 +133,8 @@ def register(app: Celery) -> None:
     @app.task(name="overlord.rollback", bind=True, max_retries=None, shared=False)
     def rollback(self: Task, plan_id: str) -> list[str] | dict[str, Any]:
         """Wait until no step of the plan runs, then undo completed steps in reverse."""
-        from overlord.store import Store
         from overlord.tasks.compiler import compile_rollback
+        from overlord.wiring import plan_store
 
         refused = _gate(self, plan_id, None, lifecycle.admit_rollback)
         if refused is not None:
@@ -143,7 +143,7 @@ def register(app: Celery) -> None:
         if steps.running_steps(config, plan_id):
             raise self.retry(countdown=ROLLBACK_POLL)
         assert config.state_url
-        plan = Store(config.state_url).load(plan_id)
+        plan = plan_store(config).load(plan_id)
         order = steps.undo_order(plan)
         compile_rollback(self.app, plan, order).apply_async()
         return order

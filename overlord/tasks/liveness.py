@@ -142,11 +142,11 @@ def _message_tags(channel: Any, plan_id: str) -> dict[str, str]:
 
 def recover(app: Celery, config: Config, plan_id: str) -> list[str]:
     """Re-send the lost steps of a running plan; one line for each step re-sent."""
-    from overlord.store import Store
+    from overlord.wiring import plan_store
 
     if not distributed(app) or not config.state_url:
         return []
-    store = Store(config.state_url)
+    store = plan_store(config)
     plan = store.load(plan_id)
     if plan.state is not PlanState.RUNNING:
         return []
@@ -212,12 +212,12 @@ class Watchdog(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        from overlord.store import Store
+        from overlord.wiring import plan_store
 
         while not self.stop.wait(WATCH_EVERY):
             try:
                 assert self.config.state_url
-                for row in Store(self.config.state_url).list_plans("running"):
+                for row in plan_store(self.config).list_plans("running"):
                     for line in recover(self.app, self.config, row["id"]):
                         log.warning("plan %s: %s", row["id"], line)
             except Exception as exc:  # never stop watching

@@ -29,15 +29,15 @@ def register(app: Celery) -> None:
     @app.task(name=TASK_NAME, bind=True, shared=False)
     def scheduled(self: Task, name: str) -> dict[str, Any]:
         from overlord import lifecycle
-        from overlord.store import Store
         from overlord.tasks.definitions import _config
+        from overlord.wiring import plan_store
 
         config = _fresh(_config(self))
         why = lifecycle.admit_scheduled(set(config.schedule), name)
         if why is not None:
             assert config.state_url
             worker = self.request.hostname or "worker"
-            return lifecycle.refuse(Store(config.state_url), None, None, TASK_NAME, worker, why)
+            return lifecycle.refuse(plan_store(config), None, None, TASK_NAME, worker, why)
         return run_entry(config, name, self.app)
 
 

@@ -1,0 +1,116 @@
+"""The ports: what the rest of Overlord needs from the outside world, as small Protocols.
+
+Pure (typing only): nothing here imports Celery, Kombu, Redis, Docker, HTTP clients or
+SQLAlchemy. Each port has one factory in ``overlord.wiring`` that picks the real
+implementation, in-memory implementations in ``overlord.testing`` for unit tests, and a
+contract test that every implementation passes (``tests/test_contract_*.py``).
+
+- ``PlanStore``: plans, steps and events (SPEC §4.3); ``overlord.store.Store`` on SQLite
+  and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
+
+#: What ``PlanStore.gate_view`` answers: the plan's state, its document, and its step rows
+#: (``step_id``, ``state``, ``data``, ``undo``).
+GateView = tuple[str, dict[str, Any], list[dict[str, Any]]]
+
+
+class PlanStore(Protocol):
+    """Persisted plans (SPEC §4.3): written before anything acts on them; every state change
+    a compare-and-set, so a redelivered task or a second worker never acts twice. Texts are
+    stored redacted of secrets; a plan id may be given as a unique prefix where it says so.
+    """
+
+    #: The ``state_url`` the store was opened on: the key of this process's webhooks
+    #: (``notify.install``) and of per-store caches.
+    url: str
+
+    # --- plans
+    def save(self, plan: DispatchPlan) -> None:
+        """Insert a new plan with its steps (event ``created``); webhooks told its state."""
+
+    def resolve_id(self, plan_id: str) -> str:
+        """The full id of the one plan ``plan_id`` (a prefix) names; else ``PlanNotFound``."""
+
+    def load(self, plan_id: str) -> DispatchPlan:
+        """The whole plan (``plan_id`` may be a unique prefix); else ``PlanNotFound``."""
+
+    def load_step(self, plan_id: str, step_id: str) -> DispatchStep:
+        """One step of the plan ``plan_id`` (in full); else ``PlanNotFound``."""
+
+    def step_projects(self, plan_id: str) -> dict[str, str | None]:
+        """Step id -> project, for every step of the plan."""
+
+    def list_plans(self, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Newest first: ``id``, ``task``, ``kind``, ``state``, ``created_at`` and
+        ``updated_at`` (ISO texts), at most ``limit``, only in ``state`` when given."""
+
+    def state(self, plan_id: str) -> PlanState:
+        """The plan's state (one cheap read, polled while following a plan)."""
+
+    def gate_view(self, plan_id: str) -> GateView | None:
+        """What the lifecycle gate reads (None: no such plan)."""
+
+    def transition(
+        self, plan_id: str, to: PlanState, *, expect: Iterable[PlanState] | None = None, **doc: Any
+    ) -> bool:
+        """Move the plan to ``to`` if it is in one of ``expect`` (any state when None),
+        setting ``doc``'s keys of its document; True if this call moved it (event ``plan``).
+        Only ``lifecycle.move`` calls it."""
+
+    def wait_for_transition(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, less when a plan changes state in this process."""
+
+    def update_doc(self, plan_id: str, **doc: Any) -> None:
+        """Set keys of the plan's document (``add_notes=[...]`` appends to its notes);
+        no concurrent change is lost."""
+
+    # --- steps
+    def claim(self, plan_id: str, step_id: str, worker: str) -> DispatchStep | None:
+        """Pending or running -> running (attempts + 1) while the plan runs: the step
+        claimed. None when it finished already, or when the plan stopped running (the
+        step is then skipped)."""
+
+    def record_undo(self, plan_id: str, step_id: str, undo: dict[str, Any]) -> None:
+        """Persist what the step's undo needs, before the step acts."""
+
+    def set_route(
+        self, plan_id: str, step_id: str, endpoint: str, reason: str, tier: str | None = None
+    ) -> None:
+        """Record the endpoint a step used, why, and (after a fallback) its tier."""
+
+    def finish(
+        self,
+        plan_id: str,
+        step_id: str,
+        state: StepState,
+        *,
+        output: str = "",
+        error: str | None = None,
+        undo: dict[str, Any] | None = None,
+    ) -> None:
+        """How the step ended (event ``step``): output tail and error redacted; a
+        succeeded step gets the next place in the plan's order of completion."""
+
+    def set_step_state(self, plan_id: str, step_id: str, state: StepState) -> None:
+        """Set a step's state (undone after its undo; pending for a push to retry)."""
+
+    def reset_lost(self, plan_id: str, step_id: str, *, worker: str | None, attempts: int) -> bool:
+        """A lost running step back to pending, only if still the same attempt."""
+
+    def reset_unfinished(self, plan_id: str) -> None:
+        """Every running step of the plan back to pending (its run's process died)."""
+
+    # --- events
+    def event(self, plan_id: str, step_id: str | None, kind: str, message: str) -> None:
+        """Record an event (message redacted)."""
+
+    def events(self, plan_id: str) -> list[dict[str, Any]]:
+        """The plan's events in order: ``id``, ``plan_id``, ``step_id``, ``at`` (ISO text),
+        ``kind``, ``message``."""

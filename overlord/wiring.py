@@ -1,0 +1,43 @@
+"""Where each port (``overlord.ports``) gets its implementation: one factory per port.
+
+Code that needs the plan store asks ``plan_store(config)``; it never constructs an adapter
+itself, so another implementation is a change here, not at every call site. The adapters
+are imported inside the factories: importing this module loads no infrastructure.
+
+Tests may put another implementation (``overlord.testing``) in place of the plan store of
+one ``state_url`` with ``replaced_store``; every code path that reads a configuration with
+that ``state_url`` then uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from overlord.config import Config
+from overlord.ports import PlanStore
+
+#: state_url → the store used in place of the state database's (tests only).
+_STORES: dict[str, PlanStore] = {}
+
+
+def plan_store(config: Config) -> PlanStore:
+    """The plan store of ``config.state_url``: the state database (SQLite, PostgreSQL)."""
+    url = config.state_url or ""
+    replaced = _STORES.get(url)
+    if replaced is not None:
+        return replaced
+    from overlord.store import Store
+
+    return Store(url)
+
+
+@contextmanager
+def replaced_store(store: PlanStore) -> Iterator[PlanStore]:
+    """Within the block, ``plan_store`` of a configuration whose ``state_url`` is
+    ``store.url`` answers ``store``."""
+    _STORES[store.url] = store
+    try:
+        yield store
+    finally:
+        _STORES.pop(store.url, None)

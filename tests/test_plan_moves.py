@@ -1,0 +1,93 @@
+"""Plan-level decisions on the in-memory plan store (no database, no broker, no git):
+what ``reject``, a failing step, the rollback's bookkeeping and the lifecycle gate record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from overlord import lifecycle, runner, steps, wiring
+from overlord.config import ActionKind, Config
+from overlord.errors import PlanError
+from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState, now
+from overlord.testing.memory_store import MemoryPlanStore
+
+URL = "memory://plan-moves"
+
+
+@pytest.fixture
+def store() -> Iterator[MemoryPlanStore]:
+    with wiring.replaced_store(MemoryPlanStore(URL)) as replaced:
+        assert isinstance(replaced, MemoryPlanStore)
+        yield replaced
+
+
+def config(**dispatch: object) -> Config:
+    return Config.model_validate({"state_url": URL, "dispatch": dispatch})
+
+
+def saved(store: MemoryPlanStore, state: PlanState) -> DispatchPlan:
+    plan = DispatchPlan(
+        task="two steps",
+        steps=[
+            DispatchStep(id="s1", kind=ActionKind.NOOP, timeout=10),
+            DispatchStep(id="s2", kind=ActionKind.PUSH, project="core", depends_on=["s1"]),
+        ],
+        state=state,
+    )
+    store.save(plan)
+    return plan
+
+
+def test_reject_skips_what_was_waiting(store: MemoryPlanStore) -> None:
+    plan = saved(store, PlanState.PENDING)
+    rejected = runner.reject(config(), plan.id)
+    assert rejected.state is PlanState.REJECTED and rejected.notes == ["rejected"]
+    assert {s.state for s in rejected.steps} == {StepState.SKIPPED}
+    with pytest.raises(PlanError, match="only a waiting plan"):
+        runner.reject(config(), plan.id)
+
+
+def test_a_failed_step_fails_the_plan_once(store: MemoryPlanStore) -> None:
+    plan = saved(store, PlanState.RUNNING)
+    store.claim(plan.id, "s1", "w")
+    store.finish(plan.id, "s1", StepState.FAILED, error="boom")
+    assert steps.fail(config(), plan.id)  # the caller starts the rollback
+    assert not steps.fail(config(), plan.id)  # once per plan
+    failing = store.load(plan.id)
+    assert failing.state is PlanState.FAILING and failing.error == "s1: boom"
+
+
+def test_with_rollback_off_a_failed_plan_is_left_as_it_is(store: MemoryPlanStore) -> None:
+    plan = saved(store, PlanState.RUNNING)
+    store.claim(plan.id, "s1", "w")
+    store.finish(plan.id, "s1", StepState.FAILED, error="boom")
+    assert not steps.fail(config(rollback_on_failure=False), plan.id)
+    left = store.load(plan.id)
+    assert left.state is PlanState.FAILED
+    assert left.notes == ["rollback_on_failure is off: state left for inspection"]
+
+
+def test_a_step_running_far_past_its_timeout_is_lost(store: MemoryPlanStore) -> None:
+    plan = saved(store, PlanState.RUNNING)
+    store.claim(plan.id, "s1", "w")
+    assert steps.running_steps(config(), plan.id) == ["s1"]
+    store._steps[plan.id]["s1"]["started_at"] = now() - timedelta(seconds=10 + 61)
+    assert steps.running_steps(config(), plan.id) == []
+    lost = store.load_step(plan.id, "s1")
+    assert lost.state is StepState.FAILED and "lost" in (lost.error or "")
+
+
+def test_a_refused_message_is_recorded_naming_only_real_steps(store: MemoryPlanStore) -> None:
+    plan = saved(store, PlanState.SUCCEEDED)
+    view = lifecycle.view(store, plan.id)
+    assert view is not None and view.state is PlanState.SUCCEEDED
+    assert lifecycle.admit_step(view, "s1", ActionKind.NOOP) is not None
+    lifecycle.refuse(store, plan.id, "s1", "overlord.noop", "w1", "the plan is not running")
+    lifecycle.refuse(store, plan.id, "s9", "overlord.noop", "w1", "no such step")
+    refused = [e for e in store.events(plan.id) if e["kind"] == "refused"]
+    assert [e["step_id"] for e in refused] == ["s1", None]
+    assert refused[0]["message"].startswith("overlord.noop from w1 refused")
+    assert lifecycle.view(store, "nosuchplan") is None
