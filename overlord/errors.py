@@ -126,6 +126,10 @@ class StepFailed(OverlordError):
         self.output = output
 
 
+class SlotTimeout(StepFailed):
+    """No slot (of an endpoint's ``concurrent``) became free in time (``ports.Slots``)."""
+
+
 class ExecutionFailed(OverlordError):
     """A plan ran and failed (and was rolled back when configured to)."""
 

@@ -2,7 +2,7 @@
 
 - ``prepare`` records the branch and its base (and the base's commit);
 - ``run`` routes again when the planned endpoint is now known to be unhealthy, holds one
-  of the endpoint's global slots (``routing.semaphore`` on the step's broker), runs the
+  of the endpoint's slots (``wiring.slots``: global on the step's broker), runs the
   minion (``containers.run_minion``) and, when the endpoint fails at call time (refused,
   HTTP 5xx, timed out), marks it unhealthy and retries once on the fallback route; the
   endpoint actually used and why are recorded on the step;
@@ -21,25 +21,23 @@ import logging
 import os
 import re
 import shlex
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from overlord import defaults
+from overlord import defaults, wiring
 from overlord.actions import Action, Context, Undo
 from overlord.config import Config, ModelEndpoint
 from overlord.errors import EndpointUnavailable, GitError, MissingBranch, StepFailed
 from overlord.git import Git
 from overlord.minions import branch_name
 from overlord.routing import Choice, route
-from overlord.routing.broker import broker_url, client, lease_seconds
+from overlord.routing.broker import broker_url, lease_seconds
 from overlord.routing.check import current, health_cache, in_flight_now
 from overlord.routing.endpoints import FALLBACK, is_healthy
 from overlord.routing.health import HealthCache, mark_unhealthy
-from overlord.routing.semaphore import Semaphore
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +52,6 @@ MIN_RETRY_SECONDS = 5.0
 #: Seconds between two tries of a waiting step for a slot (with jitter); short, so a freed
 #: slot is taken again quickly (bench/endpoint_limit.py), cheap for Redis (one Lua call).
 SLOT_POLL = 0.02
-
-_local_slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
-_local_lock = threading.Lock()
 
 
 def endpoint_failure(reason: str | None) -> bool:
@@ -205,20 +200,15 @@ def slot(
     config: Config, endpoint: ModelEndpoint, url: str | None, timeout: float
 ) -> Iterator[None]:
     """Hold one of the endpoint's slots: global on the broker ``url``, else for this process."""
-    if url:
-        semaphore = Semaphore.for_endpoint(client(url), endpoint, lease_seconds(config))
-        with semaphore.hold(timeout=max(0.0, timeout), poll=SLOT_POLL):
-            yield
-        return
-    key = (endpoint.name, endpoint.concurrent)
-    with _local_lock:
-        local = _local_slots.setdefault(key, threading.BoundedSemaphore(endpoint.concurrent))
-    if not local.acquire(timeout=max(0.0, timeout)):
-        raise StepFailed(f"endpoint {endpoint.name}: no free slot within {timeout:g} s")
-    try:
+    slots = wiring.slots(
+        endpoint.name,
+        endpoint.concurrent,
+        broker=url,
+        lease_seconds=lease_seconds(config),
+        poll=SLOT_POLL,
+    )
+    with slots.hold(timeout=max(0.0, timeout)):
         yield
-    finally:
-        local.release()
 
 
 # --- run -----------------------------------------------------------------------------------

@@ -7,11 +7,15 @@ contract test that every implementation passes (``tests/test_contract_*.py``).
 
 - ``PlanStore``: plans, steps and events (SPEC §4.3); ``overlord.store.Store`` on SQLite
   and PostgreSQL.
+- ``Slots``: at most ``limit`` holders at once (a plan's ``max_concurrent_steps``, an
+  endpoint's ``concurrent``); ``routing.semaphore.Semaphore`` across every process on a
+  Redis broker, ``local_slots.LocalSlots`` among one process's threads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
@@ -114,3 +118,22 @@ class PlanStore(Protocol):
     def events(self, plan_id: str) -> list[dict[str, Any]]:
         """The plan's events in order: ``id``, ``plan_id``, ``step_id``, ``at`` (ISO text),
         ``kind``, ``message``."""
+
+
+class Slots(Protocol):
+    """At most ``limit`` holders of ``name`` at once. A token that holds a slot holds it
+    again without taking a second one (a redelivered step takes its own slot back); a
+    released slot goes to a waiter at once."""
+
+    name: str
+    limit: int
+
+    def hold(
+        self, token: str | None = None, timeout: float | None = None
+    ) -> AbstractContextManager[str]:
+        """Hold a slot for the ``with`` block (the token it holds it with); ``timeout=None``
+        waits as long as it takes, ``0`` tries once; ``errors.SlotTimeout`` when no slot
+        became free in time. Released when the block ends, however it ends."""
+
+    def in_use(self) -> int:
+        """How many slots are held now."""

@@ -1,7 +1,7 @@
 """Where each port (``overlord.ports``) gets its implementation: one factory per port.
 
-Code that needs the plan store asks ``plan_store(config)``; it never constructs an adapter
-itself, so another implementation is a change here, not at every call site. The adapters
+Code that needs the plan store asks ``plan_store(config)``, slots ``slots(...)``; it never
+constructs an adapter itself, so another implementation is a change here, not at every call site. The adapters
 are imported inside the factories: importing this module loads no infrastructure.
 
 Tests may put another implementation (``overlord.testing``) in place of the plan store of
@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from overlord import defaults
 from overlord.config import Config
-from overlord.ports import PlanStore
+from overlord.ports import PlanStore, Slots
 
 #: state_url → the store used in place of the state database's (tests only).
 _STORES: dict[str, PlanStore] = {}
@@ -30,6 +31,27 @@ def plan_store(config: Config) -> PlanStore:
     from overlord.store import Store
 
     return Store(url)
+
+
+def slots(
+    name: str,
+    limit: int,
+    *,
+    broker: str | None,
+    lease_seconds: float = defaults.SLOT_LEASE_SECONDS,
+    poll: float = 0.05,
+) -> Slots:
+    """``limit`` slots called ``name``: on a Redis ``broker`` one semaphore with leases
+    across every process and machine (``poll``: seconds between a waiter's tries); without
+    one (or on another transport) among this process's threads."""
+    if broker and broker.startswith(("redis", "unix", "socket")):
+        from overlord.routing.broker import client
+        from overlord.routing.semaphore import Semaphore
+
+        return Semaphore(client(broker), name, limit, lease_seconds, poll=poll)
+    from overlord.local_slots import LocalSlots
+
+    return LocalSlots.shared(name, limit)
 
 
 @contextmanager

@@ -37,6 +37,7 @@ CORE = (
     "overlord.ports",
     "overlord.wiring",
     "overlord.testing.memory_store",
+    "overlord.local_slots",
 )
 
 # Records, for the first import of each forbidden package, which overlord modules were

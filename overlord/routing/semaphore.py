@@ -1,5 +1,6 @@
 """A global counting semaphore in Redis, with leases (SPEC §4.5: the ``concurrent`` limit
-of an endpoint holds across all workers and machines together).
+of an endpoint holds across all workers and machines together): the Redis implementation
+of ``ports.Slots`` (``overlord.local_slots`` is the in-process one).
 
 Slots live in a sorted set ``overlord:slots:<name>``: member = slot token, score = lease
 expiry in milliseconds of the Redis server's clock (one clock for every machine). A Lua
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from overlord import defaults
 from overlord.config import Config, ModelEndpoint
-from overlord.errors import StepFailed
+from overlord.errors import SlotTimeout
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -92,10 +93,6 @@ return 1
 FREE_SUFFIX = ":free"
 
 
-class SlotTimeout(StepFailed):
-    """No slot of an endpoint became free in time."""
-
-
 class Semaphore:
     """At most ``limit`` holders of ``name`` at once, across every process using ``redis``."""
 
@@ -107,6 +104,7 @@ class Semaphore:
         lease_seconds: float = defaults.SLOT_LEASE_SECONDS,
         *,
         prefix: str = KEY_PREFIX,
+        poll: float = 0.05,
     ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -116,6 +114,7 @@ class Semaphore:
         self.name = name
         self.limit = limit
         self.lease_seconds = lease_seconds
+        self.poll = poll  # seconds between two tries of a waiter (the fallback to BLPOP)
         self.key = prefix + name
         self.free_key = self.key + FREE_SUFFIX
         self._acquire = redis.register_script(_ACQUIRE)
@@ -143,7 +142,7 @@ class Semaphore:
         return int(result) == 1
 
     def acquire(
-        self, token: str | None = None, timeout: float | None = None, poll: float = 0.05
+        self, token: str | None = None, timeout: float | None = None, poll: float | None = None
     ) -> str | None:
         """Take a slot; returns its token, or None when ``timeout`` seconds passed first.
 
@@ -151,6 +150,7 @@ class Semaphore:
         a token that already holds a slot returns it (lease renewed) without taking another.
         """
         token = token or uuid.uuid4().hex
+        poll = self.poll if poll is None else poll
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self.try_acquire(token):
@@ -198,7 +198,7 @@ class Semaphore:
 
     @contextlib.contextmanager
     def hold(
-        self, token: str | None = None, timeout: float | None = None, poll: float = 0.05
+        self, token: str | None = None, timeout: float | None = None, poll: float | None = None
     ) -> Iterator[str]:
         """Hold a slot for the ``with`` block, renewing its lease every ``lease/3`` seconds.
 
