@@ -1,5 +1,6 @@
-"""Run a minion job (see ``overlord.minion``) in a Docker sandbox, or on request as a host
-process (``overlord.host_minion``). One entry point, ``run_minion``.
+"""The ``docker`` minion backend: a minion job (see ``overlord.minion``) in a Docker sandbox;
+``backend_named`` gives it, or on request the ``process`` backend (``overlord.host_minion``),
+and ``choose_backend`` decides which (``wiring.minion_backend`` asks both).
 
 Every run gets its own model relay (``overlord.relay``): the minion is given the relay's
 unix socket, never the API key or the endpoint's URL. The ``docker`` backend (the default)
@@ -24,18 +25,20 @@ import os
 import shutil
 import tempfile
 import threading
-import time
-import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from overlord import minion_job
 from overlord.config import Config
-from overlord.errors import ConfigError, PlanError, RepoNotFound, SandboxUnavailable
+from overlord.errors import ConfigError, SandboxUnavailable
 from overlord.git import Git
 from overlord.minion_clone import RESULT_FILE, clone, fetch_back
-from overlord.minion_result import MinionResult, Run, read_result, redacted
+from overlord.minion_result import MinionResult, Run, read_result
 from overlord.relay import SOCKET_NAME, ModelRelay
+
+if TYPE_CHECKING:
+    from overlord.ports import MinionBackend
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +46,40 @@ WORK_DIR, RELAY_DIR = "/work", "/relay"
 FALLBACK_UID = 1000  # the image's "minion" user, used when the repo belongs to root
 PING_TIMEOUT = 1.0
 KILL_GRACE = 15.0
-RELAY_MARGIN = 5.0  # the minion waits this much longer than the relay waits on the model
-REQUIRED = ("repo", "branch", "instruction", "endpoint", "model")
-__all__ = ["MinionResult", "Run", "run_minion", "choose_backend", "describe_container_spec"]
+__all__ = [
+    "DockerBackend",
+    "MinionResult",
+    "Run",
+    "backend_named",
+    "choose_backend",
+    "describe_container_spec",
+    "run_minion",
+]
+
+
+class DockerBackend(minion_job.RelayedBackend):
+    """The ``docker`` minion backend (``ports.MinionBackend``): a sealed container."""
+
+    name = "docker"
+
+    def owner(self, repo: Git) -> tuple[int, int]:
+        return container_user(repo.path)
+
+    def sandbox(self, job: dict[str, Any], run: minion_job.Sandbox) -> MinionResult:
+        assert run.owner is not None
+        return _run_docker(job, relay=run.relay, config=self.config, timeout=run.timeout,
+                           repo=run.repo, user=run.owner)  # fmt: skip
+
+
+def backend_named(name: str, config: Config) -> MinionBackend:
+    """The minion backend called ``name`` (``docker`` or ``process``)."""
+    if name == "docker":
+        return DockerBackend(config)
+    if name == "process":
+        from overlord.host_minion import ProcessBackend
+
+        return ProcessBackend(config)
+    raise ConfigError(f"unknown minion backend {name!r}", "use 'docker' or 'process'")
 
 
 def run_minion(
@@ -56,48 +90,12 @@ def run_minion(
     timeout: float,
     secrets: Mapping[str, str],
 ) -> MinionResult:
-    """Run one minion job to the end: a failed run is a result; only bad input raises.
+    """Run one minion job to the end on the backend called ``backend``: a failed run is a
+    result; only bad input raises.
 
     ``job`` names the endpoint (``endpoint``, ``api_key_env``); the relay keeps both and
     the key's value (from ``secrets``); the minion's own job has only the relay socket."""
-    if backend not in ("docker", "process"):
-        raise ConfigError(f"unknown minion backend {backend!r}", "use 'docker' or 'process'")
-    missing = [k for k in REQUIRED if not job.get(k)]
-    if missing:
-        raise PlanError(f"minion job is missing required field(s): {', '.join(missing)}")
-    if timeout <= 0:
-        raise PlanError(f"minion timeout must be positive, got {timeout!r}")
-    prepared = dict(job)
-    endpoint = str(prepared.pop("endpoint"))
-    key_env = prepared.pop("api_key_env", None)
-    name = str(prepared.pop("endpoint_name", None) or urllib.parse.urlsplit(endpoint).netloc)
-    prepared.setdefault("max_turns", config.minions.max_turns)
-    # the minion should stop on its own a little before the hard kill
-    prepared.setdefault("max_seconds", max(1.0, timeout - min(10.0, timeout * 0.1)))
-    wait = float(prepared.get("request_timeout") or 120)
-    prepared["request_timeout"] = wait + RELAY_MARGIN
-    key = secrets.get(key_env, "") if key_env else ""
-    if key_env and not key:
-        reason = f"environment variable {key_env} is not set; export the model's API key in it"
-        return MinionResult(branch=prepared["branch"], backend=backend, reason=reason)
-    repo = _repo(prepared["repo"])
-    user = container_user(repo.path) if backend == "docker" else None
-    started = time.monotonic()
-    relay = ModelRelay(endpoint, str(prepared["model"]), key, name=name, timeout=wait,
-                       max_calls=int(prepared["max_turns"]), owner=user)  # fmt: skip
-    with relay:
-        if backend == "docker":
-            assert user is not None
-            result = _run_docker(prepared, relay=relay, config=config, timeout=timeout,
-                                 repo=repo, user=user)  # fmt: skip
-        else:
-            from overlord.host_minion import run_process
-
-            result = run_process(prepared, relay=relay, timeout=timeout, repo=repo)
-    result.relay_calls = relay.log_lines()
-    result.duration = round(time.monotonic() - started, 3)
-    result.backend = backend
-    return redacted(result, [key])
+    return backend_named(backend, config).run(job, timeout=timeout, secrets=secrets)
 
 
 def docker_client(config: Config, *, timeout: float = 60) -> Any:
@@ -267,10 +265,3 @@ def _tree(root: Path) -> Any:
     yield root
     for dirpath, dirnames, filenames in os.walk(root):
         yield from (Path(dirpath, name) for name in dirnames + filenames)
-
-
-def _repo(path: Any) -> Git:
-    repo = Git(Path(str(path)).expanduser().resolve())
-    if not repo.is_repo():
-        raise RepoNotFound(f"{repo.path}: not a git repository", "check the project's path")
-    return repo

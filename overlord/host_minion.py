@@ -1,6 +1,7 @@
 """The ``process`` minion backend: the minion runs as a host process, UNSANDBOXED.
 
-Only when ``minions.backend: process`` is set explicitly (``containers.choose_backend``).
+Only when ``minions.backend: process`` is set explicitly (``containers.choose_backend``);
+``ProcessBackend`` is its ``ports.MinionBackend``.
 What it does give:
 
 - a detached ``git worktree`` of the repo's HEAD under ``<git-common-dir>/overlord-worktrees/``
@@ -32,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from overlord import defaults, proc
+from overlord import defaults, minion_job, proc
 from overlord.git import Git
 from overlord.minion_result import MinionResult, Run, read_result
 from overlord.relay import ModelRelay
@@ -57,6 +58,15 @@ def protect_worker() -> bool:
         return False
 
 
+class ProcessBackend(minion_job.RelayedBackend):
+    """The ``process`` minion backend (``ports.MinionBackend``): a host process, UNSANDBOXED."""
+
+    name = "process"
+
+    def sandbox(self, job: dict[str, Any], run: minion_job.Sandbox) -> MinionResult:
+        return run_process(job, relay=run.relay, timeout=run.timeout, repo=run.repo)
+
+
 def run_process(
     job: dict[str, Any], *, relay: ModelRelay, timeout: float, repo: Git
 ) -> MinionResult:
@@ -64,7 +74,7 @@ def run_process(
     existed = repo.branch_exists(branch)
     log.warning("%s (step branch %s)", UNSANDBOXED, branch)
     protect_worker()
-    with _worktree(repo, branch) as tree, _private() as scratch:
+    with worktree(repo, branch) as tree, _private() as scratch:
         home = scratch / "home"
         (home / "tmp").mkdir(parents=True, mode=0o700)
         job_file = scratch / "job.json"
@@ -109,7 +119,9 @@ def _private() -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _worktree(repo: Git, branch: str) -> Iterator[Path]:
+def worktree(repo: Git, branch: str) -> Iterator[Path]:
+    """A detached worktree of ``repo``'s HEAD for a minion working on ``branch``, removed
+    afterwards (one an earlier, killed attempt left is removed first)."""
     common = Path(repo.run("rev-parse", "--path-format=absolute", "--git-common-dir"))
     parent = common / defaults.OWN_WORKTREES
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", branch).strip("-.")

@@ -3,7 +3,7 @@
 - ``prepare`` records the branch and its base (and the base's commit);
 - ``run`` routes again when the planned endpoint is now known to be unhealthy, holds one
   of the endpoint's slots (``wiring.slots``: global on the step's broker), runs the
-  minion (``containers.run_minion``) and, when the endpoint fails at call time (refused,
+  minion (``wiring.minion_backend``) and, when the endpoint fails at call time (refused,
   HTTP 5xx, timed out), marks it unhealthy and retries once on the fallback route; the
   endpoint actually used and why are recorded on the step;
 - ``done``: the branch exists and has a commit beyond its base;
@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from overlord import defaults, wiring
 from overlord.actions import Action, Context, Undo
@@ -38,6 +38,10 @@ from overlord.routing.broker import broker_url, lease_seconds
 from overlord.routing.check import current, health_cache, in_flight_now
 from overlord.routing.endpoints import FALLBACK, is_healthy
 from overlord.routing.health import HealthCache, mark_unhealthy
+
+if TYPE_CHECKING:
+    from overlord.minion_result import MinionResult
+    from overlord.ports import MinionBackend
 
 log = logging.getLogger(__name__)
 
@@ -251,10 +255,13 @@ def _record(ctx: Context, choice: Choice) -> None:
 
 
 def _call(
-    ctx: Context, undo: Undo, choice: Choice, url: str | None, deadline: float, backend: str
-) -> Any:
-    from overlord import containers
-
+    ctx: Context,
+    undo: Undo,
+    choice: Choice,
+    url: str | None,
+    deadline: float,
+    backend: MinionBackend,
+) -> MinionResult:
     config = ctx.config
     endpoint = config.models[choice.endpoint]
     with slot(config, endpoint, url, deadline - time.monotonic()):
@@ -263,12 +270,8 @@ def _call(
             raise StepFailed(
                 f"step timed out after {ctx.step.timeout}s waiting for {endpoint.name}"
             )
-        return containers.run_minion(
-            job_for(ctx, undo, endpoint),
-            backend=backend,
-            config=config,
-            timeout=left,
-            secrets=secrets_for(endpoint),
+        return backend.run(
+            job_for(ctx, undo, endpoint), timeout=left, secrets=secrets_for(endpoint)
         )
 
 
@@ -285,11 +288,9 @@ def _summary(result: Any, choice: Choice) -> str:
 
 
 def _run(ctx: Context, undo: Undo) -> str:
-    from overlord.containers import choose_backend
-
     config = ctx.config
     deadline = time.monotonic() + ctx.step.timeout
-    backend = choose_backend(config)  # no sandbox, no explicit `process`: refused here first
+    backend = wiring.minion_backend(config)  # no sandbox, no explicit `process`: refused here
     cache: HealthCache = health_cache(config)
     health: dict[str, Any] = dict(current(config, cache))
     url = broker_url(config)

@@ -10,15 +10,20 @@ contract test that every implementation passes (``tests/test_contract_*.py``).
 - ``Slots``: at most ``limit`` holders at once (a plan's ``max_concurrent_steps``, an
   endpoint's ``concurrent``); ``routing.semaphore.Semaphore`` across every process on a
   Redis broker, ``local_slots.LocalSlots`` among one process's threads.
+- ``MinionBackend``: where a minion job runs (SPEC §5 Minions); ``containers.DockerBackend``
+  (a sandboxed container) and ``host_minion.ProcessBackend`` (a host process).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
+
+if TYPE_CHECKING:
+    from overlord.minion_result import MinionResult
 
 #: What ``PlanStore.gate_view`` answers: the plan's state, its document, and its step rows
 #: (``step_id``, ``state``, ``data``, ``undo``).
@@ -137,3 +142,21 @@ class Slots(Protocol):
 
     def in_use(self) -> int:
         """How many slots are held now."""
+
+
+class MinionBackend(Protocol):
+    """Runs one minion job to its end: a minion works on the job's branch of the job's
+    repository, reaching the model only through what the backend provides (never the
+    key), and the branch comes back with one commit on its base, or not at all."""
+
+    #: What the step records (``docker``, ``process``): ``MinionResult.backend``.
+    name: str
+
+    def run(
+        self, job: dict[str, Any], *, timeout: float, secrets: Mapping[str, str]
+    ) -> MinionResult:
+        """Run ``job`` (``repo``, ``branch``, ``base``, ``instruction``, ``endpoint``,
+        ``model``, ``api_key_env``, ...; see ``minion_step.job_for``) within ``timeout``
+        seconds, the key's value taken from ``secrets``. A failed run is a result (the
+        person's checkout untouched, no branch left); only bad input raises
+        (``PlanError``, ``RepoNotFound``)."""

@@ -1,12 +1,12 @@
 """Where each port (``overlord.ports``) gets its implementation: one factory per port.
 
-Code that needs the plan store asks ``plan_store(config)``, slots ``slots(...)``; it never
-constructs an adapter itself, so another implementation is a change here, not at every call site. The adapters
+Code that needs the plan store asks ``plan_store(config)``, slots ``slots(...)``, a minion
+backend ``minion_backend(config)``; it never constructs an adapter itself, so another implementation is a change here, not at every call site. The adapters
 are imported inside the factories: importing this module loads no infrastructure.
 
 Tests may put another implementation (``overlord.testing``) in place of the plan store of
-one ``state_url`` with ``replaced_store``; every code path that reads a configuration with
-that ``state_url`` then uses it.
+one ``state_url`` with ``replaced_store`` (every code path that reads a configuration with
+that ``state_url`` then uses it), and of the minion backend with ``replaced_minions``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from contextlib import contextmanager
 
 from overlord import defaults
 from overlord.config import Config
-from overlord.ports import PlanStore, Slots
+from overlord.ports import MinionBackend, PlanStore, Slots
 
 #: state_url → the store used in place of the state database's (tests only).
 _STORES: dict[str, PlanStore] = {}
+#: The minion backend used in place of the configured one (tests only).
+_MINIONS: list[MinionBackend] = []
 
 
 def plan_store(config: Config) -> PlanStore:
@@ -63,3 +65,23 @@ def replaced_store(store: PlanStore) -> Iterator[PlanStore]:
         yield store
     finally:
         _STORES.pop(store.url, None)
+
+
+def minion_backend(config: Config) -> MinionBackend:
+    """Where code work runs: ``minions.backend`` when set, else Docker when an engine
+    answers; else ``SandboxUnavailable`` (exit 2): never silently on the host."""
+    if _MINIONS:
+        return _MINIONS[-1]
+    from overlord.containers import backend_named, choose_backend
+
+    return backend_named(choose_backend(config), config)
+
+
+@contextmanager
+def replaced_minions(backend: MinionBackend) -> Iterator[MinionBackend]:
+    """Within the block, ``minion_backend`` answers ``backend`` (in every thread)."""
+    _MINIONS.append(backend)
+    try:
+        yield backend
+    finally:
+        _MINIONS.remove(backend)

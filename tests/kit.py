@@ -133,6 +133,14 @@ def add_commit(
     return git(repo, "rev-parse", "HEAD")
 
 
+def one_commit_repo(path: Path, content: str = "def answer():\n    return 41\n") -> Path:
+    """A new repository at ``path``: ``app.py`` holding ``content``, committed on main."""
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    add_commit(path, "app.py", content, "initial")
+    return path
+
+
 def make_dirty(repo: Path) -> Path:
     """Modify a tracked file (README.md if present) without committing; return its path."""
     target = repo / "README.md"

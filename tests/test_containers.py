@@ -22,7 +22,7 @@ from overlord.containers import (
 )
 from overlord.errors import SandboxUnavailable
 from tests.docker_env import docker_client, docker_url  # noqa: F401  (fixture)
-from tests.kit import git
+from tests.kit import git, one_commit_repo
 from tests.openai_server import ScriptedOpenAI
 
 SECRET = "sk-test-SECRET-7731-never-print-me"
@@ -32,13 +32,7 @@ NEW_APP = "def answer():\n    return 42\n"
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    (path / "app.py").write_text("def answer():\n    return 41\n")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "initial")
-    return path
+    return one_commit_repo(tmp_path / "repo")
 
 
 def make_config(**minions: Any) -> Config:

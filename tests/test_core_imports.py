@@ -38,6 +38,8 @@ CORE = (
     "overlord.wiring",
     "overlord.testing.memory_store",
     "overlord.local_slots",
+    "overlord.minion_job",
+    "overlord.testing.minions",
 )
 
 # Records, for the first import of each forbidden package, which overlord modules were
