@@ -27,15 +27,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from overlord import metadata
+from overlord.bad_input import check_repo
 from overlord.config import ActionKind, Config, ProjectConfig
-from overlord.errors import (
-    DirtyTree,
-    GitError,
-    MetadataError,
-    MissingBranch,
-    RepoNotFound,
-    VersionError,
-)
+from overlord.errors import GitError, MetadataError, VersionError
 from overlord.git import Git
 from overlord.graph import DependencyGraph
 from overlord.plan import DispatchPlan
@@ -73,32 +67,6 @@ class _Pin:
 
 
 # --- reading a repository -------------------------------------------------------------
-
-
-def check_repo(project: str, spec: ProjectConfig, branches: list[str], hint: str) -> Git:
-    """The project's repository, refused when missing, dirty, mid-operation or short of a
-    branch the release needs."""
-    git = Git(spec.path)
-    if not git.is_repo():
-        raise RepoNotFound(
-            f"{project}: {spec.path} is missing or not a git repository",
-            "fix its path in the config",
-        )
-    operation = git.operation_in_progress()
-    if operation:
-        raise DirtyTree(
-            f"{project}: a {operation} is in progress in {spec.path}",
-            f"finish or abort the {operation} first; nothing was changed",
-        )
-    if git.is_dirty():
-        raise DirtyTree(
-            f"{project}: {spec.path} has uncommitted changes",
-            "commit or stash them first; nothing was changed",
-        )
-    for branch in dict.fromkeys(branches):
-        if git.branch_sha(branch) is None:  # a checked name, exactly refs/heads/<branch>
-            raise MissingBranch(f"{project}: no branch {branch!r} in {spec.path}", hint)
-    return git
 
 
 def _pyproject_at(git: Git, branch: str, into: Path) -> bool:
@@ -248,7 +216,7 @@ def plan_release(
     affected = graph.affected_by(name) if options.dependents else []
     for project in affected:
         spec = config.projects[project]
-        check_repo(project, spec, [spec.source_branch], "create it first")
+        check_repo(project, spec, [spec.source_branch], "create it first")  # bad input (§4.7)
     pins = {d: _pin(config, d, released) for d in dependents}
 
     flags = (" --push" if options.push else "") + ("" if options.dependents else " --no-dependents")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from overlord import defaults, lifecycle, tested
 from overlord.autonomy import AutonomyPolicy, Verdict
+from overlord.bad_input import preflight
 from overlord.checkout import head_name
 from overlord.config import ActionKind, Config
 from overlord.errors import OverlordError, PlanError
@@ -21,7 +22,6 @@ from overlord.git import Git
 from overlord.lifecycle import Move
 from overlord.plan import DispatchPlan, PlanState, StepState
 from overlord.plan_owner import owner_alive, owner_of
-from overlord.preflight import preflight
 from overlord.wiring import plan_store as store_for  # the plan store's factory, by its old name
 
 if TYPE_CHECKING:
