@@ -8,7 +8,7 @@ Run from the repository root (needs Redis at 127.0.0.1:6379):
 W worker processes (``celery worker --pool threads -c CONCURRENT``, as ``overlord worker``
 runs a model queue) consume S minion-like steps from the endpoint's queue. Each step
 holds one of the endpoint's global slots exactly as a minion step does
-(``overlord.minion_step.slot``: the Redis semaphore with leases) and makes one chat request
+(``overlord.routing.limit.slot``: the Redis semaphore with leases) and makes one chat request
 to a scripted OpenAI-compatible server that takes SERVICE seconds and counts how many
 requests it serves at once.
 
@@ -69,8 +69,8 @@ def _warm() -> None:
     the first task (what a long-running worker has done long before)."""
     if os.environ.get(CONFIG_ENV) and os.environ.get(BROKER_ENV):
         from overlord import config as config_module
-        from overlord.minion_step import slot  # noqa: F401
         from overlord.routing.broker import client
+        from overlord.routing.limit import slot  # noqa: F401
 
         path = os.environ[CONFIG_ENV]
         _configs[path] = config_module.load(path)
@@ -84,7 +84,7 @@ _warm()
 def minion_like(endpoint_name: str) -> float:
     """Hold a slot of the endpoint (as a minion step does) and make one chat request."""
     from overlord import config as config_module
-    from overlord.minion_step import slot
+    from overlord.routing.limit import slot
 
     path = os.environ[CONFIG_ENV]
     config = _configs.get(path) or _configs.setdefault(path, config_module.load(path))

@@ -2,7 +2,7 @@
 
 - ``prepare`` records the branch and its base (and the base's commit);
 - ``run`` routes again when the planned endpoint is now known to be unhealthy, holds one
-  of the endpoint's slots (``wiring.slots``: global on the step's broker), runs the
+  of the endpoint's slots (``routing.limit``: global on the step's broker), runs the
   minion (``wiring.minion_backend``) and, when the endpoint fails at call time (refused,
   HTTP 5xx, timed out), marks it unhealthy and retries once on the fallback route; the
   endpoint actually used and why are recorded on the step;
@@ -16,28 +16,28 @@ The API key's value is read from the environment here and handed to the runner o
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import shlex
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from overlord import defaults, wiring
 from overlord.actions import Action, Context, Undo
-from overlord.config import Config, ModelEndpoint
+from overlord.config import ModelEndpoint
 from overlord.errors import EndpointUnavailable, GitError, MissingBranch, StepFailed
 from overlord.git import Git
 from overlord.minions import branch_name
 from overlord.routing import Choice, route
-from overlord.routing.broker import broker_url, lease_seconds
+from overlord.routing.broker import broker_url
 from overlord.routing.check import current, health_cache, in_flight_now
 from overlord.routing.endpoints import FALLBACK, is_healthy
 from overlord.routing.health import HealthCache, mark_unhealthy
+from overlord.routing.limit import slot
 
 if TYPE_CHECKING:
     from overlord.minion_result import MinionResult
@@ -53,9 +53,6 @@ ENDPOINT_FAILURE = re.compile(
 )
 #: Seconds a retry on the fallback needs at least; with less left the step just fails.
 MIN_RETRY_SECONDS = 5.0
-#: Seconds between two tries of a waiting step for a slot (with jitter); short, so a freed
-#: slot is taken again quickly (bench/endpoint_limit.py), cheap for Redis (one Lua call).
-SLOT_POLL = 0.02
 
 
 def endpoint_failure(reason: str | None) -> bool:
@@ -194,25 +191,6 @@ def _saturation_fallback(
     if other.endpoint == choice.endpoint:
         return choice
     return replace(other, reason=f"{choice.endpoint} saturated at run time; {other.reason}")
-
-
-# --- slots -------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def slot(
-    config: Config, endpoint: ModelEndpoint, url: str | None, timeout: float
-) -> Iterator[None]:
-    """Hold one of the endpoint's slots: global on the broker ``url``, else for this process."""
-    slots = wiring.slots(
-        endpoint.name,
-        endpoint.concurrent,
-        broker=url,
-        lease_seconds=lease_seconds(config),
-        poll=SLOT_POLL,
-    )
-    with slots.hold(timeout=max(0.0, timeout)):
-        yield
 
 
 # --- run -----------------------------------------------------------------------------------

@@ -175,7 +175,7 @@ def _first_route(config: Config, level: str, forced: str | None) -> tuple[Choice
 
 
 def _ask(config: Config, choice: Choice, text: str, timeout: float) -> str:
-    from overlord.minion_step import slot
+    from overlord.routing.limit import slot
 
     endpoint = config.models[choice.endpoint]
     body = {

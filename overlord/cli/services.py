@@ -3,7 +3,7 @@
 Each builds the Celery app with ``overlord.tasks.app.make_app`` on the configured broker
 (``$OVERLORD_BROKER_URL`` overrides ``broker_url``, e.g. ``redis://redis:6379/0`` inside
 Compose), prints one startup line, and hands over to Celery. A worker on a model queue
-takes a global slot of its endpoint (``overlord.routing.semaphore``, token
+takes a global slot of its endpoint (``overlord.routing.limit``, token
 ``PLAN:STEP``) around every step of that queue, so scaling workers never exceeds
 ``concurrent``. Minion steps are left out: ``overlord.minion_step`` takes the slot itself,
 of the endpoint it actually calls (which may be a fallback), and holding a second slot
@@ -92,10 +92,10 @@ class SlotGuard:
 
     def __init__(self, app: Celery, config: Config, broker: str) -> None:
         self.app = app
+        self.config = config
         self.broker = broker
         self.endpoints = {e.queue_name: e for e in config.models.values()}
         self.held: dict[str, ExitStack] = {}
-        self._redis: Any = None
 
     def connect(self) -> SlotGuard:
         from celery import signals
@@ -110,17 +110,10 @@ class SlotGuard:
         signals.task_prerun.disconnect(self.prerun)
         signals.task_postrun.disconnect(self.postrun)
 
-    def redis(self) -> Any:
-        if self._redis is None:  # created lazily: after a prefork child was forked
-            import redis
-
-            self._redis = redis.Redis.from_url(self.broker)
-        return self._redis
-
     def prerun(
         self, task_id: str | None = None, task: Any = None, args: Any = None, **_: Any
     ) -> None:
-        from overlord.routing.semaphore import Semaphore
+        from overlord.routing.limit import endpoint_slots
 
         if task is None or task_id is None or task.app is not self.app:
             return
@@ -132,7 +125,7 @@ class SlotGuard:
             return
         stack = ExitStack()
         token = f"{args[0]}:{args[1]}"
-        stack.enter_context(Semaphore.for_endpoint(self.redis(), endpoint).hold(token=token))
+        stack.enter_context(endpoint_slots(self.config, endpoint, self.broker).hold(token=token))
         self.held[task_id] = stack
 
     def postrun(self, task_id: str | None = None, **_: Any) -> None:
