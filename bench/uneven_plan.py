@@ -59,8 +59,8 @@ def alone(config_path: Path) -> list[float]:
 
 def dispatch(config_path: Path) -> tuple[float, float, int]:
     """(wall of runner.run, the plan's step span, remembered estimates used)."""
+    from overlord import approval, planner, runner
     from overlord import config as config_module
-    from overlord import planner, runner
     from overlord.parser import parse
     from overlord.plan import PlanState
     from overlord.registry import Registry
@@ -68,7 +68,7 @@ def dispatch(config_path: Path) -> tuple[float, float, int]:
     config = config_module.load(config_path)
     plan = planner.plan_for(parse("run tests across all projects", Registry(config)), config)
     runner.preflight(config, plan)
-    runner.submit(config, plan, runner.decide(config, plan))
+    runner.submit(config, plan, approval.decide(config, plan))
     start = time.perf_counter()
     done = runner.run(config, plan.id)
     wall = time.perf_counter() - start

@@ -30,6 +30,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from overlord import config as config_mod
+from overlord.approval import parse_kind
 from overlord.config import ActionKind, Config, Level
 from overlord.errors import ConfigError
 
@@ -41,29 +42,6 @@ def parse_level(value: Level | str) -> Level:
     except ValueError:
         valid = ", ".join(level.value for level in Level)
         raise ConfigError(f"unknown autonomy level {str(value)!r}: use one of {valid}") from None
-
-
-#: Kinds that can be pre-approved (a push always needs a person; noop needs nothing).
-APPROVABLE: tuple[ActionKind, ...] = tuple(
-    k for k in ActionKind if k not in (ActionKind.PUSH, ActionKind.NOOP)
-)
-
-
-def parse_kind(value: ActionKind | str) -> ActionKind:
-    """An action kind that can be pre-approved, or a one-line ``ConfigError``."""
-    valid = ", ".join(k.value for k in APPROVABLE)
-    text = str(value).strip().lower().replace("_", "-")
-    if text == ActionKind.PUSH.value:
-        raise ConfigError(
-            f"push cannot be pre-approved: a push always needs a person (pre-approvable: {valid})"
-        )
-    try:
-        kind = ActionKind(text)
-    except ValueError:
-        raise ConfigError(f"unknown action kind {str(value)!r}: use one of {valid}") from None
-    if kind not in APPROVABLE:
-        raise ConfigError(f"action kind {kind.value!r} cannot be pre-approved: use one of {valid}")
-    return kind
 
 
 def _guess_indent(text: str) -> tuple[int, int, int]:
@@ -366,11 +344,9 @@ def revoke(path: str | os.PathLike[str], project: str, kind: ActionKind | str) -
 
 
 __all__ = [
-    "APPROVABLE",
     "ConfigDocument",
     "approve",
     "clear_project_level",
-    "parse_kind",
     "parse_level",
     "revoke",
     "set_global_level",

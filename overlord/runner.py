@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from overlord import defaults, lifecycle, tested
-from overlord.autonomy import AutonomyPolicy, Verdict
+from overlord import approval, defaults, lifecycle, tested
+from overlord.approval import Verdict
 from overlord.bad_input import preflight
 from overlord.checkout import head_name
 from overlord.config import ActionKind, Config
@@ -29,23 +29,6 @@ if TYPE_CHECKING:
 
 
 # --- before anything runs -----------------------------------------------------
-
-
-def decide(
-    config: Config, plan: DispatchPlan, *, yes: bool = False, person: bool = False
-) -> Verdict:
-    """The autonomy verdict; ``person``: a person just answered yes at the prompt (which
-    covers everything ``yes`` does, and a translation too)."""
-    touches = [t for t in (s.touch() for s in plan.steps) if t is not None]
-    return AutonomyPolicy(config).decide(
-        plan.kinds,
-        plan.scope,
-        is_release=plan.kind == "release",
-        scheduled_run=plan.scheduled_run,
-        yes=yes or person,
-        touches=touches,
-        translated=plan.translation is not None and not (person or plan.person_approved),
-    )
 
 
 def submit(
@@ -99,11 +82,7 @@ def run(
     plan = store.load(plan_id)
     if plan.state not in (PlanState.QUEUED, PlanState.RUNNING):
         raise PlanError(f"plan {plan.id} is {plan.state.value}; only an approved plan runs")
-    if plan.translation is not None and not plan.person_approved:
-        raise PlanError(
-            f"plan {plan.id} was translated by a model and no person has approved it",
-            f"read it (`overlord plans show {plan.id}`), then `overlord approve {plan.id}`",
-        )
+    approval.require_person(plan)
     with Runtime(config) as runtime:
         assert runtime.app is not None
         if not detach:

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
+from overlord import approval, planner, runner
 from overlord import config as config_module
-from overlord import planner, runner
 from overlord.config import ActionKind, Config
 from overlord.parser import parse
 from overlord.plan import DispatchPlan, DispatchStep
@@ -127,7 +127,7 @@ def run_plan(
     """Preflight, decide, save; run it when approved. Returns the plan as persisted."""
     plan.scheduled_run = scheduled
     runner.preflight(config, plan)
-    verdict = runner.decide(config, plan, yes=yes)
+    verdict = approval.decide(config, plan, yes=yes)
     plan = runner.submit(config, plan, verdict)
     if verdict.execute:
         return runner.run(config, plan.id)
@@ -142,7 +142,7 @@ def run_detached(
     plan = plan_of(config, text)
     for step in plan.steps:
         step.queue = queue or step.queue
-    plan = runner.submit(config, plan, runner.decide(config, plan, yes=True))
+    plan = runner.submit(config, plan, approval.decide(config, plan, yes=True))
     plan = runner.run(config, plan.id, detach=True)
     return runner.wait(config, plan.id, timeout=timeout)
 

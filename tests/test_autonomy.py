@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from overlord.autonomy import BLAST_LIMITS, AutonomyPolicy, Decision, Verdict
+from overlord.approval import BLAST_LIMITS, AutonomyPolicy, Decision, Verdict
 from overlord.config import ActionKind, Config, Level, load, parse
 from overlord.scope import ActionScope, Impact, Touch
 

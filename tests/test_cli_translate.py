@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from overlord import approval, lifecycle, memory, runner
 from overlord import config as config_module
-from overlord import lifecycle, memory, runner
 from overlord.config import ActionKind
 from overlord.errors import PlanError
 from overlord.plan import PlanState
@@ -116,8 +116,8 @@ def test_the_persisted_plan_refuses_to_run_without_a_person(synced_workspace: Wo
     assert why == "a model translated the plan and no person approved it"
     # an approval through the policy with --yes is not a person's either
     plan = store.load(row["id"])
-    assert not runner.decide(config, plan, yes=True).execute
-    assert runner.decide(config, plan, person=True).execute
+    assert not approval.decide(config, plan, yes=True).execute
+    assert approval.decide(config, plan, person=True).execute
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ CORE = (
     "overlord.plan",
     "overlord.parser",
     "overlord.planner",
-    "overlord.autonomy",
+    "overlord.approval",
     "overlord.release",
     "overlord.ports",
     "overlord.wiring",

@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from overlord import runner
+from overlord import approval, runner
 from overlord.config import ActionKind, Config
 from overlord.plan import DispatchPlan, PlanState, StepState
 from overlord.planner import PlanBuilder
@@ -93,7 +93,7 @@ def merge_and_tag(config: Config) -> DispatchPlan:
 
 def start_plan(config: Config, plan: DispatchPlan) -> str:
     """Save an approved plan and enqueue it (distributed, detached)."""
-    verdict = runner.decide(config, plan, yes=True)
+    verdict = approval.decide(config, plan, yes=True)
     runner.submit(config, plan, verdict)
     runner.run(config, plan.id, detach=True)
     return plan.id

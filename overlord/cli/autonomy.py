@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def _state(config: Config) -> dict[str, Any]:
-    from overlord.autonomy import AutonomyPolicy
+    from overlord.approval import AutonomyPolicy
 
     policy = AutonomyPolicy(config)
     return {
@@ -93,7 +93,8 @@ def autonomy(
     config: ConfigOpt = None,
 ) -> None:
     """Show and change autonomy: cautious | proactive | scheduled, and pre-approvals."""
-    from overlord.config_edit import ConfigDocument, parse_kind, parse_level
+    from overlord.approval import parse_kind
+    from overlord.config_edit import ConfigDocument, parse_level
     from overlord.registry import Registry
 
     cfg = load_config(config)
@@ -131,7 +132,7 @@ def autonomy(
     for change in changes:
         console.print(f"[green]✓[/] {change}")
     if to_approve is not None:
-        from overlord.autonomy import AutonomyPolicy
+        from overlord.approval import AutonomyPolicy
         from overlord.config import Level
 
         level = AutonomyPolicy(cfg).level_for(to_approve[0])

@@ -6,7 +6,7 @@ import sys
 
 from rich.live import Live
 
-from overlord import runner
+from overlord import approval, runner
 from overlord.cli.common import console, print_json, rich_console, say
 from overlord.cli.render import (
     expected_legend,
@@ -147,7 +147,7 @@ def execute_and_report(
 
         say(f"warning: {UNSANDBOXED}", err=True)
     durations.expect(config, plan)
-    verdict = runner.decide(config, plan, yes=yes)
+    verdict = approval.decide(config, plan, yes=yes)
     if not json_out:
         say(plan_header(plan))
         console.print(steps_table(plan))
@@ -165,7 +165,7 @@ def execute_and_report(
             runner.submit(config, plan, verdict)
             return report(runner.reject(config, plan.id), json_out)
         person = True
-        verdict = runner.decide(config, plan, person=True)
+        verdict = approval.decide(config, plan, person=True)
     if verdict.execute and config.broker_url:
         from overlord.tasks.runtime import check_broker
 

@@ -56,7 +56,7 @@ def _fresh(config: Config) -> Config:
 
 def run_entry(config: Config, name: str, app: Celery) -> dict[str, Any]:
     """Plan the schedule entry ``name`` and run it (approved) or propose it (pending)."""
-    from overlord import runner
+    from overlord import approval, runner
     from overlord.dispatching import plan_intents
     from overlord.parser import parse_all
     from overlord.plan import PlanState
@@ -74,23 +74,16 @@ def run_entry(config: Config, name: str, app: Celery) -> dict[str, Any]:
     plan = plan_intents(config, parse_all(entry.task, Registry(config)))
     plan.scheduled_run = True
     plan.options = {**plan.options, "schedule": name}
-    verdict = runner.decide(config, plan)
+    verdict = approval.decide(config, plan)
     problem = None
     try:
         runner.preflight(config, plan)
     except OverlordError as exc:
         problem = exc.message
     if problem is not None:
-        from dataclasses import replace
+        from overlord.approval import proposal
 
-        from overlord.autonomy import Decision
-
-        verdict = replace(
-            verdict,
-            decision=Decision.PROPOSE,
-            needs_person=True,
-            reason=f"preflight failed: {problem}",
-        )
+        verdict = proposal(verdict, f"preflight failed: {problem}")
     if not verdict.execute:
         waiting = _pending_for(config, name)
         if waiting is not None:  # one proposal per entry: the person has not answered yet

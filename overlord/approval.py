@@ -1,6 +1,12 @@
-"""The autonomy policy (SPEC §4.1): may a plan execute now, or must a person approve it?
+"""Approval (SPEC §4.1): may a plan execute now, or must a person approve it?
 
-Pure: no I/O, only the configuration and a plan's action kinds and scope.
+The one place approval is decided: ``decide`` (a plan's verdict, for ``overlord
+dispatch``, ``release``, ``approve`` and scheduled runs alike), ``require_person`` (a
+translated plan never runs without a person), ``proposal`` (a plan turned into a proposal,
+e.g. when a scheduled run's preflight fails) and ``parse_kind`` (what may be pre-approved).
+The policy itself, ``AutonomyPolicy``, is pure: no I/O, only the configuration and a
+plan's action kinds and scope. (That a push runs only once a person approved it is also
+checked at every entry by ``lifecycle``.)
 
 Levels
     ``cautious``  nothing executes without a person's approval.
@@ -33,11 +39,16 @@ Blast radius
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from overlord.config import ActionKind, Config, Level
+from overlord.errors import ConfigError, PlanError
 from overlord.scope import ActionScope, Impact, Touch
+
+if TYPE_CHECKING:
+    from overlord.plan import DispatchPlan
 
 
 class Decision(StrEnum):
@@ -56,6 +67,11 @@ TRANSLATED = (
 
 #: Kinds that need no approval anywhere (they do nothing).
 ALWAYS_APPROVED: frozenset[ActionKind] = frozenset({ActionKind.NOOP})
+
+#: Kinds that can be pre-approved (a push always needs a person; noop needs nothing).
+APPROVABLE: tuple[ActionKind, ...] = tuple(
+    k for k in ActionKind if k is not ActionKind.PUSH and k not in ALWAYS_APPROVED
+)
 
 
 @dataclass(frozen=True)
@@ -272,3 +288,54 @@ class AutonomyPolicy:
     def should_propose(self, kinds: Iterable[ActionKind], scope: ActionScope) -> bool:
         """True when a person must approve the plan (or part of it) first."""
         return not self.can_auto_execute(kinds, scope)
+
+
+# --- a plan's approval --------------------------------------------------------------
+
+
+def decide(
+    config: Config, plan: DispatchPlan, *, yes: bool = False, person: bool = False
+) -> Verdict:
+    """The verdict for ``plan``; ``person``: a person just answered yes at the prompt
+    (which covers everything ``yes`` does, and a translation too)."""
+    touches = [t for t in (s.touch() for s in plan.steps) if t is not None]
+    return AutonomyPolicy(config).decide(
+        plan.kinds,
+        plan.scope,
+        is_release=plan.kind == "release",
+        scheduled_run=plan.scheduled_run,
+        yes=yes or person,
+        touches=touches,
+        translated=plan.translation is not None and not (person or plan.person_approved),
+    )
+
+
+def proposal(verdict: Verdict, reason: str) -> Verdict:
+    """``verdict`` turned into a proposal a person must answer, for ``reason``."""
+    return replace(verdict, decision=Decision.PROPOSE, needs_person=True, reason=reason)
+
+
+def require_person(plan: DispatchPlan) -> None:
+    """Refuse to run a plan a model translated that no person has approved."""
+    if plan.translation is not None and not plan.person_approved:
+        raise PlanError(
+            f"plan {plan.id} was translated by a model and no person has approved it",
+            f"read it (`overlord plans show {plan.id}`), then `overlord approve {plan.id}`",
+        )
+
+
+def parse_kind(value: ActionKind | str) -> ActionKind:
+    """An action kind that can be pre-approved, or a one-line ``ConfigError``."""
+    valid = ", ".join(k.value for k in APPROVABLE)
+    text = str(value).strip().lower().replace("_", "-")
+    if text == ActionKind.PUSH.value:
+        raise ConfigError(
+            f"push cannot be pre-approved: a push always needs a person (pre-approvable: {valid})"
+        )
+    try:
+        kind = ActionKind(text)
+    except ValueError:
+        raise ConfigError(f"unknown action kind {str(value)!r}: use one of {valid}") from None
+    if kind not in APPROVABLE:
+        raise ConfigError(f"action kind {kind.value!r} cannot be pre-approved: use one of {valid}")
+    return kind
