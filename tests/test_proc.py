@@ -69,11 +69,13 @@ def test_cancel_stops_the_group(tmp_path: Path) -> None:
     assert _gone_later(marker, 3)
 
 
-def test_the_group_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+def _worker_running_a_command(tmp_path: Path, before: str = "") -> subprocess.Popen[bytes]:
+    """A process (own session) that runs ``before`` then a command that starts a
+    background job touching ``tmp_path/late`` in 2 s; returned once the command runs."""
     marker, started = tmp_path / "late", tmp_path / "started"
     inner = f"touch {started}; (sleep 2; touch {marker}) & sleep 30"
     starter = (
-        "from overlord import proc\n"
+        f"from overlord import proc\n{before}"
         f"proc.run(['sh', '-c', {inner!r}], cwd={str(tmp_path)!r}, timeout=60)\n"
     )
     worker = subprocess.Popen([sys.executable, "-c", starter], start_new_session=True)
@@ -81,6 +83,12 @@ def test_the_group_dies_with_the_process_that_started_it(tmp_path: Path) -> None
     while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert started.exists()
+    return worker
+
+
+def test_the_group_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    marker = tmp_path / "late"
+    worker = _worker_running_a_command(tmp_path)
     os.killpg(worker.pid, signal.SIGKILL)  # the worker and its own group, not the command's
     worker.wait()
     assert _gone_later(marker, 3.5)
@@ -153,21 +161,12 @@ def test_a_killed_guard_is_replaced(tmp_path: Path) -> None:
 def test_a_forked_child_does_not_keep_its_parents_guard_waiting(tmp_path: Path) -> None:
     """A prefork pool forks after its parent may have run a command: the child drops the
     parent's end, so the parent's death still stops the parent's commands."""
-    marker, started = tmp_path / "late", tmp_path / "started"
-    inner = f"touch {started}; (sleep 2; touch {marker}) & sleep 30"
-    starter = (
-        "import os, time\n"
-        "from overlord import proc\n"
-        f"proc.run(['true'], cwd={str(tmp_path)!r}, timeout=60)\n"
-        "if os.fork() == 0:\n"
-        "    time.sleep(20); os._exit(0)\n"
-        f"proc.run(['sh', '-c', {inner!r}], cwd={str(tmp_path)!r}, timeout=60)\n"
+    marker = tmp_path / "late"
+    before = (
+        f"import os, time\nproc.run(['true'], cwd={str(tmp_path)!r}, timeout=60)\n"
+        "if os.fork() == 0:\n    time.sleep(20); os._exit(0)\n"
     )
-    worker = subprocess.Popen([sys.executable, "-c", starter], start_new_session=True)
-    deadline = time.monotonic() + 30
-    while not started.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert started.exists()
+    worker = _worker_running_a_command(tmp_path, before)
     os.kill(worker.pid, signal.SIGKILL)  # the parent only: its forked child lives on
     worker.wait()
     try:
