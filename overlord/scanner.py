@@ -177,7 +177,11 @@ def _fill(
             if not git.path.is_dir():
                 raise
             row.warnings.append(f"fetch failed: {exc.message}")
-    status = parse_status_v2(git.run("status", "--porcelain=v2", "--branch", "-unormal"))
+    # --no-optional-locks: a read never takes the index lock (nor rewrites the index) under
+    # the person's own git commands
+    status = parse_status_v2(
+        git.run("--no-optional-locks", "status", "--porcelain=v2", "--branch", "-unormal")
+    )
     counts = status["counts"]
     row.branch = status["head"]
     row.detached = status["head"] is None and status["oid"] is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from typing import Annotated
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     from overlord.cli.common import err_console
 
     try:
-        rc = app(args=argv, standalone_mode=False)
+        args = sys.argv[1:] if argv is None else argv
+        rc = _for(args)(args=args, standalone_mode=False)
     except OverlordError as exc:
         from rich.text import Text
 
@@ -108,6 +110,33 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _settle_notifications()
     return rc if isinstance(rc, int) else 0
+
+
+def _for(args: list[str]) -> typer.Typer:
+    """The app, or a copy holding only the command ``args`` name (nothing before it but
+    ``--config``): typer turns every registered command into a click command on each
+    run (~20 ms for all of them), and one run needs only its own. Help, errors and
+    anything else see the whole app."""
+    i = 0
+    while i < len(args) and args[i] in ("--config", "-c"):
+        i += 2
+    if i >= len(args) or args[i].startswith("-"):
+        return app
+    name = args[i]
+    commands = [c for c in app.registered_commands if _command_name(c) == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not commands and not groups:
+        return app
+    narrow = copy.copy(app)
+    narrow.registered_commands, narrow.registered_groups = commands, groups
+    return narrow
+
+
+def _command_name(info: typer.models.CommandInfo) -> str | None:
+    if info.name:
+        return info.name
+    callback = info.callback
+    return callback.__name__.lower().replace("_", "-") if callback else None
 
 
 def _settle_notifications() -> None:

@@ -71,10 +71,16 @@ def say(text: str, *, err: bool = False) -> None:
 
 
 def load_config(path: str | None) -> Config:
-    from overlord import config, notify
+    from overlord import config
 
     loaded = config.load(path)
-    notify.install(loaded)  # plans this command moves notify the configured webhooks
+    # plans this command moves notify the configured webhooks; with none configured there
+    # is nothing to install (nor to forget, unless notify was loaded): a read command such
+    # as ``status`` does not import it
+    if loaded.notify or "overlord.notify" in sys.modules:
+        from overlord import notify
+
+        notify.install(loaded)
     return loaded
 
 
