@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 
 from overlord.config import ActionKind, Config, Level
 from overlord.errors import ConfigError, PlanError
+from overlord.kinds import registry as kind_registry
 from overlord.scope import ActionScope, Impact, Touch
 
 if TYPE_CHECKING:
@@ -63,14 +64,6 @@ STRICTNESS: dict[Level, int] = {Level.PROACTIVE: 0, Level.SCHEDULED: 1, Level.CA
 TRANSLATED = (
     "a model translated the instruction: a person approves it at the prompt or with "
     "`overlord approve ID` (--yes does not cover a translation)"
-)
-
-#: Kinds that need no approval anywhere (they do nothing).
-ALWAYS_APPROVED: frozenset[ActionKind] = frozenset({ActionKind.NOOP})
-
-#: Kinds that can be pre-approved (a push always needs a person; noop needs nothing).
-APPROVABLE: tuple[ActionKind, ...] = tuple(
-    k for k in ActionKind if k is not ActionKind.PUSH and k not in ALWAYS_APPROVED
 )
 
 
@@ -159,7 +152,7 @@ class AutonomyPolicy:
     def is_pre_approved(self, kind: ActionKind, projects: Iterable[str]) -> bool:
         """True when every project in ``projects`` (at least one) has ``kind`` pre-approved."""
         projects = list(projects)
-        if kind in ALWAYS_APPROVED:
+        if kind_registry.kind(kind).always_approved:  # it does nothing
             return True
         if not projects or kind is ActionKind.PUSH:
             return False
@@ -325,8 +318,10 @@ def require_person(plan: DispatchPlan) -> None:
 
 
 def parse_kind(value: ActionKind | str) -> ActionKind:
-    """An action kind that can be pre-approved, or a one-line ``ConfigError``."""
-    valid = ", ".join(k.value for k in APPROVABLE)
+    """An action kind that can be pre-approved (``Kind.pre_approvable``: not a push, which
+    always needs a person, nor noop, which needs nothing), or a one-line ``ConfigError``."""
+    approvable = kind_registry.pre_approvable()
+    valid = ", ".join(k.value for k in approvable)
     text = str(value).strip().lower().replace("_", "-")
     if text == ActionKind.PUSH.value:
         raise ConfigError(
@@ -336,6 +331,6 @@ def parse_kind(value: ActionKind | str) -> ActionKind:
         kind = ActionKind(text)
     except ValueError:
         raise ConfigError(f"unknown action kind {str(value)!r}: use one of {valid}") from None
-    if kind not in APPROVABLE:
+    if kind not in approvable:
         raise ConfigError(f"action kind {kind.value!r} cannot be pre-approved: use one of {valid}")
     return kind

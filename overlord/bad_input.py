@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from overlord.config import ActionKind, Config, ProjectConfig
 from overlord.errors import DirtyTree, MissingBranch, PlanError, RepoNotFound
 from overlord.git import Git
+from overlord.kinds import registry as kind_registry
 from overlord.plan import DispatchPlan
-from overlord.scope import TRAITS
 
 #: What a missing branch's error says to do when the caller has nothing better.
 CREATE_BRANCH = "create it or pass another branch"
@@ -66,7 +66,7 @@ def preflight(config: Config, plan: DispatchPlan) -> None:
     have no sandbox (embedded mode; a distributed worker refuses the step itself)."""
     for project in plan.projects:
         steps = [s for s in plan.steps if s.project == project]
-        writes = [s for s in steps if not TRAITS[s.kind].read_only]
+        writes = [s for s in steps if not kind_registry.traits(s.kind).read_only]
         git = check_repo(
             project,
             config.projects[project],

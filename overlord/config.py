@@ -26,6 +26,7 @@ from pydantic import (
 
 from overlord import defaults
 from overlord.errors import ConfigError
+from overlord.kinds import ActionKind  # one kind per module of overlord/kinds/
 
 
 class Level(StrEnum):
@@ -43,19 +44,6 @@ class Tier(StrEnum):
 class BranchModel(StrEnum):
     DEVELOP_MAIN = "develop-main"
     TRUNK = "trunk"
-
-
-class ActionKind(StrEnum):
-    RUN_TESTS = "run-tests"
-    MERGE = "merge"
-    TAG = "tag"
-    UPDATE_DEPENDENCY = "update-dependency"
-    CLEAN_STALE_BRANCHES = "clean-stale-branches"
-    SCAN = "scan"
-    BUMP_VERSION = "bump-version"
-    PUSH = "push"
-    MINION = "minion"
-    NOOP = "noop"
 
 
 class _Strict(BaseModel):

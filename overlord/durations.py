@@ -16,6 +16,7 @@ from sqlalchemy import select, tuple_
 
 from overlord import db, schema
 from overlord.config import ActionKind, Config
+from overlord.kinds import registry as kind_registry
 from overlord.plan import DispatchPlan, StepState
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,6 @@ log = logging.getLogger(__name__)
 ALPHA = 0.5
 REMEMBERED = "remembered"
 DEFAULT = "default"
-#: Steps whose duration says nothing about the next run (a push waits on the network).
-NOT_LEARNED = {ActionKind.PUSH}
 #: The plan option recording ``max_concurrent_steps`` when it was planned.
 SLOTS_OPTION = "max_concurrent_steps"
 
@@ -77,7 +76,7 @@ def learn(url: str, plan: DispatchPlan) -> None:
         ran = step.state is StepState.SUCCEEDED or (
             step.state is StepState.UNDONE and step.error is None
         )
-        if ran and step.duration is not None and step.kind not in NOT_LEARNED:
+        if ran and step.duration is not None and kind_registry.kind(step.kind).learns_duration:
             runs.setdefault(_key(step.project, step.kind), []).append(step.duration)
     if not runs:
         return

@@ -109,6 +109,10 @@ class MetadataError(OverlordError):
     """Packaging metadata (pyproject.toml) cannot be read or edited as needed."""
 
 
+class KindError(OverlordError):
+    """An action kind module is missing or incomplete (``tests/test_kinds.py`` names what)."""
+
+
 class PushRefused(OverlordError):
     """A push would send something other than what the plan tested (a branch moved)."""
 

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from overlord import defaults, wiring
-from overlord.actions import Action, Context, Undo
 from overlord.config import ModelEndpoint
 from overlord.errors import EndpointUnavailable, GitError, MissingBranch, StepFailed
 from overlord.git import Git
+from overlord.kinds.base import Action, Context, Undo
 from overlord.minions import branch_name
 from overlord.routing import Choice, route
 from overlord.routing.broker import broker_url

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from overlord.config import ActionKind, Config
 from overlord.errors import EndpointUnavailable, PlanError
-from overlord.parser import Complexity, Intent
+from overlord.intent import Intent
 from overlord.plan import DispatchPlan
 from overlord.plan_builder import PlanBuilder
 from overlord.routing import Known, route
+from overlord.routing.tiers import Complexity
 from overlord.routing.tiers import tier as as_tier
 
 

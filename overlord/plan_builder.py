@@ -8,13 +8,8 @@ from typing import Any
 
 from overlord.config import ActionKind, Config
 from overlord.errors import PlanError
+from overlord.kinds import registry as kind_registry
 from overlord.plan import DispatchPlan, DispatchStep
-
-#: Rough seconds per step kind, for the plan's estimated duration and line packing.
-ESTIMATES: dict[ActionKind, float] = {
-    ActionKind.RUN_TESTS: 10.0,
-    ActionKind.MINION: 120.0,
-}
 
 
 class PlanBuilder:
@@ -48,7 +43,7 @@ class PlanBuilder:
                 params=params,
                 depends_on=depends,
                 timeout=self.config.dispatch.step_timeout_default,
-                estimate=ESTIMATES.get(kind, 1.0),
+                estimate=kind_registry.kind(kind).estimate,  # until one is remembered
             )
         )
         if project is not None:

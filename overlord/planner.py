@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from overlord.config import ActionKind, Config
 from overlord.errors import PlanError
-from overlord.parser import Intent, IntentKind
+from overlord.intent import Intent, IntentKind
+from overlord.kinds import registry as kind_registry
 from overlord.plan import DispatchPlan, DispatchStep
 from overlord.plan_builder import PlanBuilder
 from overlord.routing.endpoints import Known
@@ -20,13 +21,18 @@ from overlord.routing.endpoints import Known
 
 def routes_models(intents: list[Intent]) -> bool:
     """Whether planning ``intents`` routes work to a model endpoint (code work)."""
-    return any(intent.kind is IntentKind.CODE for intent in intents)
+    return any(
+        intent.kind is not IntentKind.RELEASE and kind_registry.kind(intent.kind).routes_to_models
+        for intent in intents
+    )
 
 
 def plan_for(
     intent: Intent, config: Config, *, tier: str | None = None, known: Known | None = None
 ) -> DispatchPlan:
-    """The plan that carries out ``intent``; code work is routed by ``known``."""
+    """The plan that carries out ``intent``: a release, or the steps its kind adds on
+    each of its projects (``Kind.add_steps``; a kind that plans across projects itself,
+    code work, has ``Kind.plan``, and routes by ``known``)."""
     if intent.kind is IntentKind.RELEASE:
         from overlord.release import ReleaseOptions, plan_release
 
@@ -34,13 +40,14 @@ def plan_for(
         return plan_release(
             config, ReleaseOptions(project=intent.project, version=intent.version), intent.text
         )
-    if intent.kind is IntentKind.CODE:
-        from overlord.minions import plan_code
-
-        return plan_code(config, intent, tier=tier, known=known)
+    kind = kind_registry.kind(intent.kind)
+    if kind.plan is not None:
+        return kind.plan(intent, config, tier, known)
+    if kind.add_steps is None:
+        raise PlanError(f"cannot plan {intent.kind.value!r}", kind.planned_by or None)
     builder = PlanBuilder(config, intent.text)
     for project in intent.projects:
-        _add_chore(builder, intent, project)
+        kind.add_steps(builder, intent, project)
     return builder.build()
 
 
@@ -89,79 +96,3 @@ def combine(plans: list[DispatchPlan], config: Config, task: str) -> DispatchPla
     shared = [n for n, p in config.projects.items() if p.role == "shared-library"]
     combined.compute_scope(shared)
     return combined
-
-
-def _add_chore(builder: PlanBuilder, intent: Intent, project: str) -> None:
-    spec = builder.config.projects[project]
-    if intent.kind is IntentKind.RUN_TESTS:
-        builder.add(ActionKind.RUN_TESTS, project, f"run the tests of {project}")
-    elif intent.kind is IntentKind.SCAN:
-        builder.add(ActionKind.SCAN, project, f"scan the state of {project} (read-only)")
-    elif intent.kind is IntentKind.CLEAN_STALE_BRANCHES:
-        days = builder.config.dispatch.stale_branch_days
-        builder.add(
-            ActionKind.CLEAN_STALE_BRANCHES,
-            project,
-            f"delete merged branches older than {days} days in {project}",
-            days=days,
-        )
-    elif intent.kind is IntentKind.MERGE:
-        assert intent.source and intent.target
-        builder.add(
-            ActionKind.MERGE,
-            project,
-            f"merge {intent.source} into {intent.target} in {project} (no fast-forward)",
-            source=intent.source,
-            target=intent.target,
-            branches=[intent.source, intent.target],
-        )
-    elif intent.kind is IntentKind.TAG:
-        assert intent.version
-        ref = spec.target_branch
-        builder.add(
-            ActionKind.TAG,
-            project,
-            f"tag {ref} of {project} as v{intent.version}",
-            name=f"v{intent.version}",
-            ref=ref,
-            branches=[ref],
-        )
-    elif intent.kind is IntentKind.UPDATE_DEPENDENCY:
-        _add_update(builder, intent, project)
-    else:  # pragma: no cover - the parser produces no other kind
-        raise PlanError(f"cannot plan {intent.kind.value!r}")
-
-
-def _add_update(builder: PlanBuilder, intent: Intent, project: str) -> None:
-    from overlord import metadata
-
-    config = builder.config
-    assert intent.dependency
-    dist = intent.dependency
-    version = intent.version
-    if intent.dependency in config.projects:
-        dep_project = config.projects[intent.dependency]
-        dist = dep_project.distribution
-        if version is None:
-            current = metadata.current_version(dep_project.path)
-            if current is None:
-                raise PlanError(
-                    f"cannot tell the version of {intent.dependency}",
-                    "say `update DEP to VERSION in P`",
-                )
-            version = str(current)
-    if version is None:
-        raise PlanError(f"no version given for {dist}", "say `update DEP to VERSION in P`")
-    branch = config.projects[project].source_branch
-    builder.add(
-        ActionKind.UPDATE_DEPENDENCY,
-        project,
-        f"pin {dist} to admit {version} in {project} on {branch}, commit",
-        dependency=dist,
-        version=version,
-        branch=branch,
-        branches=[branch],
-    )
-    builder.add(
-        ActionKind.RUN_TESTS, project, f"run the tests of {project} on {branch}", branch=branch
-    )

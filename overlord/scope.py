@@ -1,4 +1,5 @@
-"""What a plan touches (SPEC §3): projects, branches, and how risky it is."""
+"""What a plan touches (SPEC §3): projects, branches, and how risky it is — from the
+traits each action kind declares (``overlord.kinds``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from overlord.config import ActionKind
+from overlord.kinds import registry as kind_registry
 
 
 class Impact(StrEnum):
@@ -19,31 +21,6 @@ class Impact(StrEnum):
     @property
     def rank(self) -> int:
         return ["low", "medium", "high"].index(self.value)
-
-
-@dataclass(frozen=True)
-class Traits:
-    """What an action kind does to a repository."""
-
-    read_only: bool
-    destructive: bool
-    reversible: bool
-    affects_remote: bool
-
-
-#: The traits of every action kind; the autonomy policy and the scope derive from this table.
-TRAITS: dict[ActionKind, Traits] = {
-    ActionKind.RUN_TESTS: Traits(True, False, True, False),
-    ActionKind.NOOP: Traits(True, False, True, False),
-    ActionKind.SCAN: Traits(True, False, True, False),
-    ActionKind.MERGE: Traits(False, False, True, False),
-    ActionKind.TAG: Traits(False, False, True, False),
-    ActionKind.BUMP_VERSION: Traits(False, False, True, False),
-    ActionKind.UPDATE_DEPENDENCY: Traits(False, False, True, False),
-    ActionKind.CLEAN_STALE_BRANCHES: Traits(False, True, True, False),
-    ActionKind.MINION: Traits(False, False, True, False),
-    ActionKind.PUSH: Traits(False, False, False, True),
-}
 
 
 @dataclass(frozen=True)
@@ -68,7 +45,7 @@ class ActionScope(BaseModel):
     @classmethod
     def of(cls, touches: Iterable[Touch], shared_libraries: Iterable[str] = ()) -> ActionScope:
         touches = list(touches)
-        traits = [TRAITS[t.kind] for t in touches]
+        traits = [kind_registry.traits(t.kind) for t in touches]
         projects = sorted({t.project for t in touches})
         written = sorted(
             {t.project for t, tr in zip(touches, traits, strict=True) if not tr.read_only}

@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from overlord import lifecycle
-from overlord.actions import Context, action_for
 from overlord.checkout import head_name
 from overlord.config import ActionKind, Config
 from overlord.errors import OverlordError, StepFailed
 from overlord.git import Git
+from overlord.kinds import registry as kind_registry
+from overlord.kinds.base import Context
 from overlord.locks import repo_lock
 from overlord.plan import DispatchPlan, PlanState, StepState, now
 from overlord.ports import PlanStore
@@ -51,7 +52,7 @@ def execute(config: Config, plan_id: str, step_id: str, worker: str) -> dict[str
         if prior is None:
             return {"step": step_id, "state": "not-run"}
         ctx = Context(config, plan_id, prior)
-        action = action_for(prior.kind)
+        action = kind_registry.action(prior.kind)
         undo: dict[str, Any] = {}
         try:
             if prior.undo and action.done(ctx, prior.undo):
@@ -116,7 +117,7 @@ def undo(config: Config, plan_id: str, step_id: str) -> dict[str, Any]:
             if step.state is StepState.UNDONE:
                 return {"step": step_id, "state": "undone"}
             message = (
-                action_for(step.kind).undo(Context(config, plan_id, step), step.undo)
+                kind_registry.action(step.kind).undo(Context(config, plan_id, step), step.undo)
                 if step.undo
                 else "nothing recorded"
             )

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from overlord import steps
-from overlord.actions import Context
 from overlord.config import Config
 from overlord.errors import GitError
+from overlord.kinds.base import Context
 from overlord.minion_step import ACTION
 from overlord.store import Store
 from tests.kit import Workspace, git

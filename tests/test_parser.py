@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from overlord import config
 from overlord.errors import OverlordError, ParseError, ProjectLookupError, VersionError
+from overlord.kinds.minion import DEFAULT_COMPLEXITY
 from overlord.parser import (
-    DEFAULT_COMPLEXITY,
     SUPPORTED_FORMS,
     Complexity,
     Intent,
@@ -309,7 +309,7 @@ def test_code_forms(
     registry: Registry, text: str, task: TaskType, projects: list[str], instruction: str
 ) -> None:
     intent = parse(text, registry)
-    assert intent.kind is IntentKind.CODE
+    assert intent.kind is IntentKind.MINION
     assert (intent.task_type, intent.projects, intent.instruction) == (task, projects, instruction)
     assert intent.complexity is DEFAULT_COMPLEXITY[task]
 
@@ -453,7 +453,7 @@ def _check(text: str, registry: Registry, complexity: str | None = None) -> None
     assert isinstance(intent, Intent)
     assert all(p in ALL for p in intent.projects)
     assert len(intent.projects) == len(set(intent.projects))
-    if intent.kind is IntentKind.CODE:
+    if intent.kind is IntentKind.MINION:
         assert intent.task_type is not None and intent.complexity is not None
     else:
         assert intent.task_type is None and intent.complexity is None

@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from overlord import config as config_module
-from overlord.actions import Context
 from overlord.cli.app import main
 from overlord.config import ActionKind, Config
 from overlord.containers import run_minion
 from overlord.errors import SandboxUnavailable
+from overlord.kinds.base import Context
 from overlord.minion_step import ACTION
 from overlord.plan import DispatchStep
 from overlord.store import Store

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from overlord.cli.common import ConfigOpt, DetachOpt, JsonOpt, YesOpt, load_config
 
 
+class _WithInstructions(TyperCommand):
+    """``dispatch --help`` ends with the instructions the parser understands: every
+    kind's forms (``overlord.kinds``), read only when the help is shown."""
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:  # typer's own click types
+        from overlord.parser import LIST_HELP, SUPPORTED_FORMS
+
+        with formatter.section("Instructions"):
+            formatter.write_text(f"{LIST_HELP}.")
+            for form in SUPPORTED_FORMS:
+                formatter.write_text(form)
+        super().format_epilog(ctx, formatter)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=_WithInstructions)
     def dispatch(
         task: Annotated[
             str, typer.Argument(help='What to do, e.g. "run tests across all projects".')

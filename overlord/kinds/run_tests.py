@@ -1,7 +1,9 @@
-"""The run-tests step: the project's test command in its tree, on the step's branch.
+"""run-tests: the project's test command in its tree, on the step's branch (read-only:
+nothing to undo).
 
-The command runs through ``overlord.proc`` (its own session, a bounded output tail, its
-whole process group stopped on timeout, on cancel, and when the worker dies).
+Asked as ``run tests in|across LIST`` or ``test LIST``. The command runs through
+``overlord.proc`` (its own session, a bounded output tail, its whole process group
+stopped on timeout, on cancel, and when the worker dies).
 """
 
 from __future__ import annotations
@@ -13,10 +15,19 @@ from typing import TYPE_CHECKING, Any
 from overlord import proc
 from overlord.checkout import head_name, on_branch, require_branch, require_clean
 from overlord.errors import StepFailed
+from overlord.intent import LIST, TO, Intent, listed
+from overlord.kinds import ActionKind
+from overlord.kinds.base import Action, Context, Form, Kind, Traits, never, nothing
 from overlord.secrets import scrubbed_env
 
 if TYPE_CHECKING:
-    from overlord.actions import Context
+    from overlord.plan_builder import PlanBuilder
+
+NAME = ActionKind("run-tests")
+
+
+def _add_steps(builder: PlanBuilder, intent: Intent, project: str) -> None:
+    builder.add(NAME, project, f"run the tests of {project}")
 
 
 def tests_prepare(ctx: Context) -> dict[str, Any]:
@@ -68,3 +79,15 @@ def _plan_stopped(ctx: Context) -> Callable[[], bool]:
             return False
 
     return stopped
+
+
+KIND = Kind(
+    name=NAME,
+    traits=Traits(read_only=True, destructive=False, reversible=True, affects_remote=False),
+    estimate=10.0,
+    action=Action(tests_prepare, tests_run, never, nothing),
+    forms=(Form(rf"(?:run (?:the )?tests?|test) (?:{TO} )?{LIST}", listed(NAME)),),
+    help=("run tests in|across LIST", "test LIST"),
+    order=40,
+    add_steps=_add_steps,
+)
