@@ -93,6 +93,7 @@ def run(
     fd = reader
     poller = select.poll()  # not select.select: no limit on the descriptor's number
     poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    output_open = True
     try:
         while True:
             now = time.monotonic()
@@ -104,11 +105,16 @@ def run(
                 if cancelled():
                     stopped = True
                     break
-            ready = poller.poll(min(deadline - now, 0.2) * 1000)
-            if ready:
+            wait = min(deadline - now, 0.2)
+            if not output_open:  # output over (e.g. closed at exit): wait for the exit itself
+                if command.exited(wait):
+                    break
+                continue
+            if poller.poll(wait * 1000):
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    break  # every writer closed its end
+                    output_open = False  # every writer closed its end
+                    continue
                 tail += chunk
                 if len(tail) > 2 * keep:
                     dropped += len(tail) - keep

@@ -120,6 +120,10 @@ class Command:
         self._exited.wait()
         return self.returncode
 
+    def exited(self, timeout: float) -> bool:
+        """Whether it exited (waiting at most ``timeout`` seconds)."""
+        return self._exited.wait(timeout)
+
     def _lose(self) -> None:
         self.lost = True
         if not self._started.is_set():

@@ -46,6 +46,14 @@ def test_exit_code_and_output_together(tmp_path: Path) -> None:
     assert missing.code == 127 and "no-such-command-here" in missing.output
 
 
+def test_a_command_that_closes_its_output_early_still_ends_on_its_own(tmp_path: Path) -> None:
+    """End of output is not the end of the command (programs close stdout at exit, some
+    long before): its exit status is its own, not the SIGTERM that stops leftovers."""
+    script = "echo bye; exec >&- 2>&-; sleep 0.5; exit 3"
+    done = proc.run(["sh", "-c", script], cwd=tmp_path, timeout=60)
+    assert done.code == 3 and done.output.strip() == "bye"
+
+
 def test_output_keeps_a_bounded_tail(tmp_path: Path) -> None:
     code = "import sys\nfor i in range(20000): sys.stdout.write('x' * 999 + '\\n')\nprint('END')"
     done = proc.run([sys.executable, "-c", code], cwd=tmp_path, timeout=120)
