@@ -54,12 +54,11 @@ def plan(config_path: Path):  # type: ignore[no-untyped-def]
 
 
 def run_ours(config_path: Path) -> tuple[float, float]:
-    from overlord import approval, runner
+    from overlord import dispatching, runner
     from overlord.plan import PlanState
 
     config, p = plan(config_path)
-    runner.preflight(config, p)
-    runner.submit(config, p, approval.decide(config, p))
+    dispatching.submit(config, p, dispatching.prepare(config, p))
     start = time.perf_counter()
     done = runner.run(config, p.id)
     wall = time.perf_counter() - start

@@ -123,15 +123,14 @@ def build(
 
 def _plan(config_path: Path, limit: int) -> tuple[Config, DispatchPlan]:
     """The release plan, validated and saved as approved (``--yes``)."""
-    from overlord import approval, runner
     from overlord import config as config_module
+    from overlord import dispatching
     from overlord.release import ReleaseOptions, plan_release
 
     config = config_module.load(config_path)
     config.dispatch.max_concurrent_steps = limit
     plan = plan_release(config, ReleaseOptions(project="lib", version="0.2.0"))
-    runner.preflight(config, plan)
-    runner.submit(config, plan, approval.decide(config, plan, yes=True))
+    dispatching.submit(config, plan, dispatching.prepare(config, plan, yes=True))
     return config, plan
 
 

@@ -59,16 +59,15 @@ def alone(config_path: Path) -> list[float]:
 
 def dispatch(config_path: Path) -> tuple[float, float, int]:
     """(wall of runner.run, the plan's step span, remembered estimates used)."""
-    from overlord import approval, planner, runner
     from overlord import config as config_module
+    from overlord import dispatching, planner, runner
     from overlord.parser import parse
     from overlord.plan import PlanState
     from overlord.registry import Registry
 
     config = config_module.load(config_path)
     plan = planner.plan_for(parse("run tests across all projects", Registry(config)), config)
-    runner.preflight(config, plan)
-    runner.submit(config, plan, approval.decide(config, plan))
+    dispatching.submit(config, plan, dispatching.prepare(config, plan))
     start = time.perf_counter()
     done = runner.run(config, plan.id)
     wall = time.perf_counter() - start

@@ -1,5 +1,7 @@
-"""From a saved plan to its outcome: approval, execution on Celery, following, and the
-plan commands that act from any shell (approve, reject, resume, cancel).
+"""From a saved, approved plan to its outcome: execution on Celery and following it
+(``run``, ``push``, ``rollback``), and the plan commands that pick a stopped plan up
+(``resume``, ``cancel``). Approving, rejecting and the whole dispatch are the use case in
+``overlord.dispatching``.
 
 The state database is the source of truth: a plan is saved before anything is
 enqueued, and every command here re-reads it, so any shell (or a new embedded runtime
@@ -12,8 +14,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from overlord import approval, defaults, lifecycle, tested
-from overlord.approval import Verdict
-from overlord.bad_input import preflight
 from overlord.checkout import head_name
 from overlord.config import ActionKind, Config
 from overlord.errors import OverlordError, PlanError
@@ -26,25 +26,6 @@ from overlord.wiring import plan_store as store_for  # the plan store's factory,
 
 if TYPE_CHECKING:
     from overlord.tasks.runtime import Runtime
-
-
-# --- before anything runs -----------------------------------------------------
-
-
-def submit(
-    config: Config, plan: DispatchPlan, verdict: Verdict, *, person: bool = False
-) -> DispatchPlan:
-    """Persist the plan: pending (a proposal) or queued (approved, about to run), with the
-    expected duration of each step."""
-    from overlord import durations
-
-    durations.expect(config, plan)
-    plan.requires_approval = not verdict.execute
-    plan.approval_reason = verdict.reason
-    plan.person_approved = plan.person_approved or (person and verdict.execute)
-    plan.state = PlanState.QUEUED if verdict.execute else PlanState.PENDING
-    store_for(config).save(plan)
-    return plan
 
 
 # --- running ------------------------------------------------------------------
@@ -71,6 +52,18 @@ def _record_branches(config: Config, plan: DispatchPlan) -> dict[str, str | None
     return branches
 
 
+def mark_started(config: Config, plan: DispatchPlan, owner: dict[str, object]) -> bool:
+    """Record what each repository has checked out and who runs the plan, and move it to
+    running; False when its state no longer allows it."""
+    return lifecycle.move(
+        store_for(config),
+        plan.id,
+        Move.START,
+        original_branches=_record_branches(config, plan),
+        owner=owner,
+    )
+
+
 def run(
     config: Config, plan_id: str, *, detach: bool = False, follow: Follow | None = None
 ) -> DispatchPlan:
@@ -89,13 +82,7 @@ def run(
             _require_workers(runtime, plan, {s.queue for s in plan.steps if not s.state.finished})
         if plan.state is PlanState.RUNNING and not runtime.embedded:
             _refuse_if_busy(runtime, plan)
-        if not lifecycle.move(
-            store,
-            plan.id,
-            Move.START,
-            original_branches=_record_branches(config, plan),
-            owner=owner_of(runtime.embedded),
-        ):
+        if not mark_started(config, plan, owner_of(runtime.embedded)):
             raise PlanError(
                 f"plan {plan.id} changed state meanwhile; see `overlord plans show {plan.id}`"
             )
@@ -217,45 +204,6 @@ def rollback(
 
 
 # --- plan commands ------------------------------------------------------------
-
-
-def approve(
-    config: Config, plan_id: str, *, follow: Follow | None = None, detach: bool = False
-) -> DispatchPlan:
-    store = store_for(config)
-    plan = store.load(plan_id)
-    if plan.state is PlanState.AWAITING_PUSH:
-        return push(config, plan.id, follow=follow, detach=detach)
-    if plan.state is not PlanState.PENDING:
-        raise PlanError(f"plan {plan.id} is {plan.state.value}: there is nothing to approve")
-    preflight(config, plan)
-    if not lifecycle.move(store, plan.id, Move.APPROVE, person_approved=True):
-        raise PlanError(f"plan {plan.id} was approved or changed meanwhile; nothing to do")
-    store.event(plan.id, None, "approved", "approved by a person")
-    return run(config, plan.id, follow=follow, detach=detach)
-
-
-def reject(config: Config, plan_id: str) -> DispatchPlan:
-    store = store_for(config)
-    plan = store.load(plan_id)
-    if not lifecycle.move(store, plan.id, Move.REJECT):
-        raise PlanError(
-            f"plan {plan.id} is {plan.state.value}: only a waiting plan can be rejected"
-        )
-    for step in plan.steps:
-        if step.state is StepState.PENDING:
-            store.finish(plan.id, step.id, StepState.SKIPPED)
-    note = (
-        "rejected: nothing pushed, local changes kept"
-        if plan.state is PlanState.AWAITING_PUSH
-        else "rejected"
-    )
-    store.update_doc(plan.id, add_notes=[note])
-    from overlord.steps import remember_outcome
-
-    rejected = store.load(plan.id)
-    remember_outcome(config, rejected)
-    return rejected
 
 
 def resume(

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from overlord import approval, planner, runner
+from overlord import approval, dispatching, planner, runner
 from overlord import config as config_module
 from overlord.config import ActionKind, Config
 from overlord.parser import parse
@@ -126,9 +126,8 @@ def run_plan(
 ) -> DispatchPlan:
     """Preflight, decide, save; run it when approved. Returns the plan as persisted."""
     plan.scheduled_run = scheduled
-    runner.preflight(config, plan)
-    verdict = approval.decide(config, plan, yes=yes)
-    plan = runner.submit(config, plan, verdict)
+    verdict = dispatching.prepare(config, plan, yes=yes)
+    plan = dispatching.submit(config, plan, verdict)
     if verdict.execute:
         return runner.run(config, plan.id)
     return runner.store_for(config).load(plan.id)
@@ -142,7 +141,7 @@ def run_detached(
     plan = plan_of(config, text)
     for step in plan.steps:
         step.queue = queue or step.queue
-    plan = runner.submit(config, plan, approval.decide(config, plan, yes=True))
+    plan = dispatching.submit(config, plan, approval.decide(config, plan, yes=True))
     plan = runner.run(config, plan.id, detach=True)
     return runner.wait(config, plan.id, timeout=timeout)
 

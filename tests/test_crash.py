@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from overlord import approval, runner
+from overlord import approval, dispatching, runner
 from overlord.config import ActionKind, Config
 from overlord.plan import DispatchPlan, PlanState, StepState
 from overlord.planner import PlanBuilder
@@ -94,7 +94,7 @@ def merge_and_tag(config: Config) -> DispatchPlan:
 def start_plan(config: Config, plan: DispatchPlan) -> str:
     """Save an approved plan and enqueue it (distributed, detached)."""
     verdict = approval.decide(config, plan, yes=True)
-    runner.submit(config, plan, verdict)
+    dispatching.submit(config, plan, verdict)
     runner.run(config, plan.id, detach=True)
     return plan.id
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from overlord import runner
+from overlord import dispatching, runner
 from overlord.config import ActionKind
 from overlord.plan import PlanState, StepState
 from overlord.planner import PlanBuilder
@@ -81,7 +81,7 @@ def test_proactive_runs_read_only_and_proposes_destructive(env: Env) -> None:
     assert proposal.requires_approval and "destructive" in proposal.approval_reason
     assert workspace_snapshot(env.ws) == before
 
-    done = runner.approve(env.config, proposal.id)
+    done = dispatching.approve(env.config, proposal.id)
     assert done.state is PlanState.SUCCEEDED, done.error
     left = branches(core)
     assert "feature/old-merged" not in left  # old and merged: deleted
@@ -104,7 +104,7 @@ def test_scheduled_runs_pre_approved_and_proposes_the_rest(env: Env) -> None:
     assert tag_type(core, "v0.2.0") is None
     assert workspace_snapshot(env.ws) == before
     # approved by a person later: an annotated tag on main
-    tagged = runner.approve(env.config, proposal.id)
+    tagged = dispatching.approve(env.config, proposal.id)
     assert tagged.state is PlanState.SUCCEEDED, tagged.error
     assert tag_type(core, "v0.2.0") == "tag"
     assert git(core, "rev-parse", "v0.2.0^{commit}") == git(core, "rev-parse", "main")

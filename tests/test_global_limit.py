@@ -21,7 +21,7 @@ import pytest
 import redis
 import yaml
 
-from overlord import approval, runner
+from overlord import approval, dispatching, runner
 from overlord import config as config_module
 from overlord.config import Config
 from overlord.dispatching import plan_intents
@@ -125,7 +125,7 @@ def workers(tmp_path: Path) -> Iterator[Callable[[Config, int], list[subprocess.
 def run_plan(config: Config, text: str) -> str:
     plan = plan_intents(config, [parse(text, Registry(config))])
     verdict = approval.decide(config, plan, yes=True)
-    plan = runner.submit(config, plan, verdict)
+    plan = dispatching.submit(config, plan, verdict)
     runner.run(config, plan.id, detach=True)
     return plan.id
 

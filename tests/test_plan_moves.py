@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from overlord import lifecycle, runner, steps, wiring
+from overlord import dispatching, lifecycle, steps, wiring
 from overlord.config import ActionKind, Config
 from overlord.errors import PlanError
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState, now
@@ -43,11 +43,11 @@ def saved(store: MemoryPlanStore, state: PlanState) -> DispatchPlan:
 
 def test_reject_skips_what_was_waiting(store: MemoryPlanStore) -> None:
     plan = saved(store, PlanState.PENDING)
-    rejected = runner.reject(config(), plan.id)
+    rejected = dispatching.reject(config(), plan.id)
     assert rejected.state is PlanState.REJECTED and rejected.notes == ["rejected"]
     assert {s.state for s in rejected.steps} == {StepState.SKIPPED}
     with pytest.raises(PlanError, match="only a waiting plan"):
-        runner.reject(config(), plan.id)
+        dispatching.reject(config(), plan.id)
 
 
 def test_a_failed_step_fails_the_plan_once(store: MemoryPlanStore) -> None:

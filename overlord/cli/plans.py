@@ -102,15 +102,15 @@ def register(app: typer.Typer) -> None:
     def _act(
         action: str, plan_id: str, json_out: bool, config_path: str | None, detach: bool = False
     ) -> int:
-        from overlord import runner
+        from overlord import dispatching, runner
         from overlord.cli.progress import Progress, report, settle_push
 
         config = load_config(config_path)
         if action == "reject":
-            return report(runner.reject(config, plan_id), json_out)
+            return report(dispatching.reject(config, plan_id), json_out)
         with Progress(quiet=json_out) as progress:
             if action == "approve":
-                plan = runner.approve(config, plan_id, follow=progress, detach=detach)
+                plan = dispatching.approve(config, plan_id, follow=progress, detach=detach)
             elif action == "resume":
                 plan = runner.resume(config, plan_id, follow=progress, detach=detach)
             else:

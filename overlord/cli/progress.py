@@ -1,4 +1,6 @@
-"""The approval conversation and live progress shared by dispatch, release and approve."""
+"""The presentation of the dispatch use case (``overlord.dispatching``) shared by
+dispatch, release and the plan commands: the plan shown, the person's prompt, live
+progress, the outcome and its exit code."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import sys
 
 from rich.live import Live
 
-from overlord import approval, runner
+from overlord import dispatching
 from overlord.cli.common import console, print_json, rich_console, say
 from overlord.cli.render import (
     expected_legend,
@@ -16,10 +18,9 @@ from overlord.cli.render import (
     steps_table,
 )
 from overlord.config import ActionKind, Config
+from overlord.dispatching import PUSH_QUESTION
 from overlord.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
 from overlord.plan import DispatchPlan, PlanState, StepState
-
-PUSH_QUESTION = "All tests pass. Push to remote?"
 
 
 def interactive(json_out: bool = False, detach: bool = False) -> bool:
@@ -31,6 +32,18 @@ def ask(question: str) -> bool:
     from rich.prompt import Confirm
 
     return Confirm.ask(question, console=rich_console(console), default=False)
+
+
+class Prompt:
+    """The person at the terminal (``dispatching.Person``)."""
+
+    def answers(self, question: str) -> bool:
+        return ask(question)
+
+
+def person(json_out: bool = False, detach: bool = False) -> Prompt | None:
+    """The person who can answer now, if any."""
+    return Prompt() if interactive(json_out, detach) else None
 
 
 class Progress:
@@ -88,26 +101,23 @@ def exit_code(plan: DispatchPlan) -> int:
     return EXIT_FAILED
 
 
-def follow(config: Config, plan: DispatchPlan, *, detach: bool, json_out: bool) -> DispatchPlan:
-    """Run an approved plan, then ask about its push when one waits."""
-    with Progress(quiet=json_out) as progress:
-        plan = runner.run(config, plan.id, detach=detach, follow=progress)
-    return settle_push(config, plan, detach=detach, json_out=json_out)
-
-
 def settle_push(
     config: Config, plan: DispatchPlan, *, detach: bool, json_out: bool
 ) -> DispatchPlan:
-    if plan.state is not PlanState.AWAITING_PUSH:
-        return plan
-    if interactive(json_out, detach):
-        if ask(PUSH_QUESTION):
-            with Progress(quiet=json_out) as progress:
-                return runner.push(config, plan.id, follow=progress)
-        return runner.reject(config, plan.id)
-    if not json_out:
-        say(f"{PUSH_QUESTION} Waiting for a person: `overlord approve {plan.id}`", err=True)
+    """A waiting push: asked at the terminal, else said how a person approves it."""
+    plan = dispatching.settle_push(
+        config,
+        plan,
+        person=person(json_out, detach),
+        following=lambda: Progress(quiet=json_out),
+    )
+    _push_waits(plan, json_out)
     return plan
+
+
+def _push_waits(plan: DispatchPlan, json_out: bool) -> None:
+    if plan.state is PlanState.AWAITING_PUSH and not json_out:
+        say(f"{PUSH_QUESTION} Waiting for a person: `overlord approve {plan.id}`", err=True)
 
 
 def report(plan: DispatchPlan, json_out: bool) -> int:
@@ -138,16 +148,12 @@ def execute_and_report(
     detach: bool = False,
     json_out: bool = False,
 ) -> int:
-    """Preflight, show, decide, ask or save, run, report; returns the exit code."""
-    from overlord import durations
-
-    runner.preflight(config, plan)
+    """Prepare (preflight, approval), show, then dispatch; returns the exit code."""
+    verdict = dispatching.prepare(config, plan, yes=yes)
     if config.minions.backend == "process" and ActionKind.MINION in plan.kinds:
         from overlord.host_minion import UNSANDBOXED
 
         say(f"warning: {UNSANDBOXED}", err=True)
-    durations.expect(config, plan)
-    verdict = approval.decide(config, plan, yes=yes)
     if not json_out:
         say(plan_header(plan))
         console.print(steps_table(plan))
@@ -159,27 +165,23 @@ def execute_and_report(
         else:
             say("dry run: nothing changed")
         return EXIT_OK
-    person = False
-    if not verdict.execute and interactive(json_out, detach):
-        if not ask("Run this plan?"):
-            runner.submit(config, plan, verdict)
-            return report(runner.reject(config, plan.id), json_out)
-        person = True
-        verdict = approval.decide(config, plan, person=True)
-    if verdict.execute and config.broker_url:
-        from overlord.tasks.runtime import check_broker
-
-        check_broker(config.broker_url)  # before saving: an unreachable broker changes nothing
-    plan = runner.submit(config, plan, verdict, person=person)
+    plan = dispatching.dispatch(
+        config,
+        plan,
+        verdict,
+        person=person(json_out, detach),
+        detach=detach,
+        following=lambda: Progress(quiet=json_out),
+    )
     if plan.state is PlanState.PENDING:
         if json_out:
             print_json(plan_document(plan))
         else:
             say(
-                f"plan {plan.id} saved as pending ({verdict.reason}); "
+                f"plan {plan.id} saved as pending ({plan.approval_reason}); "
                 f"approve it with `overlord approve {plan.id}`",
                 err=True,
             )
         return EXIT_PENDING
-    plan = follow(config, plan, detach=detach, json_out=json_out)
+    _push_waits(plan, json_out)
     return report(plan, json_out)

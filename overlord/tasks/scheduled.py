@@ -1,22 +1,21 @@
 """Scheduled runs (Celery beat, SPEC §4.1): ``overlord.scheduled`` and the beat schedule.
 
 Beat sends ``overlord.scheduled`` with the schedule entry's *name* only. The task re-reads
-the configuration, parses the entry's text, plans it, and lets the autonomy policy decide
-with ``scheduled_run=True`` (never ``--yes``): an approved plan is enqueued on this app's
-broker (the task does not wait for it); anything else is saved as a pending proposal that
-``overlord plans`` shows and ``overlord approve ID`` runs.
+the configuration, parses the entry's text, and hands the plan to the dispatch use case
+(``dispatching.scheduled``: approval with ``scheduled_run=True``, never ``--yes``): an
+approved plan is enqueued on this app's broker (the task does not wait for it); anything
+else is saved as a pending proposal that ``overlord plans`` shows and ``overlord approve
+ID`` runs.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 from typing import Any
 
 from celery import Celery, Task
 
 from overlord.config import Config
-from overlord.errors import ConfigError, OverlordError
+from overlord.errors import ConfigError
 from overlord.schedule import TASK_NAME, beat_schedule
 
 
@@ -56,10 +55,8 @@ def _fresh(config: Config) -> Config:
 
 def run_entry(config: Config, name: str, app: Celery) -> dict[str, Any]:
     """Plan the schedule entry ``name`` and run it (approved) or propose it (pending)."""
-    from overlord import approval, runner
-    from overlord.dispatching import plan_intents
+    from overlord import dispatching
     from overlord.parser import parse_all
-    from overlord.plan import PlanState
     from overlord.registry import Registry
 
     config = _fresh(config)
@@ -71,78 +68,25 @@ def run_entry(config: Config, name: str, app: Celery) -> dict[str, Any]:
         )
     # several instructions work as in dispatch; text no form matches is never sent to a
     # model here: a translation needs a person, and a scheduled run has none
-    plan = plan_intents(config, parse_all(entry.task, Registry(config)))
-    plan.scheduled_run = True
-    plan.options = {**plan.options, "schedule": name}
-    verdict = approval.decide(config, plan)
-    problem = None
-    try:
-        runner.preflight(config, plan)
-    except OverlordError as exc:
-        problem = exc.message
-    if problem is not None:
-        from overlord.approval import proposal
-
-        verdict = proposal(verdict, f"preflight failed: {problem}")
-    if not verdict.execute:
-        waiting = _pending_for(config, name)
-        if waiting is not None:  # one proposal per entry: the person has not answered yet
-            return {
-                "schedule": name,
-                "plan": waiting,
-                "state": PlanState.PENDING.value,
-                "reason": f"still waiting for approval: `overlord approve {waiting}`",
-            }
-    plan = runner.submit(config, plan, verdict)
-    if plan.state is PlanState.QUEUED:
-        enqueue(config, plan.id, app, schedule=name)
-    return {
-        "schedule": name,
-        "plan": plan.id,
-        "state": runner.store_for(config).state(plan.id).value,
-        "reason": verdict.reason,
-    }
-
-
-def _pending_for(config: Config, name: str) -> str | None:
-    """The id of this entry's proposal that still waits for a person, if any."""
-    from overlord import runner
-
-    store = runner.store_for(config)
-    for row in store.list_plans("pending", limit=200):
-        if store.load(row["id"]).options.get("schedule") == name:
-            return str(row["id"])
-    return None
+    plan = dispatching.plan_intents(config, parse_all(entry.task, Registry(config)))
+    return dispatching.scheduled(
+        config,
+        plan,
+        schedule=name,
+        start=lambda plan_id: enqueue(config, plan_id, app, schedule=name),
+    )
 
 
 def enqueue(config: Config, plan_id: str, app: Celery, *, schedule: str) -> None:
     """Mark the queued plan running and send its canvas to the workers (no waiting)."""
-    from overlord import lifecycle, runner
-    from overlord.checkout import head_name
-    from overlord.git import Git
+    from overlord import runner
+    from overlord.plan_owner import owner_of
     from overlord.tasks.compiler import compile_plan
+    from overlord.wiring import plan_store
 
-    store = runner.store_for(config)
-    plan = store.load(plan_id)
-    branches: dict[str, str | None] = {}
-    for project in plan.projects:
-        try:
-            branches[project] = head_name(Git(config.projects[project].path))
-        except OverlordError:
-            branches[project] = None
-    owner = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "embedded": False,
-        "schedule": schedule,
-    }
-    if not lifecycle.move(
-        store,
-        plan_id,
-        lifecycle.Move.START,
-        original_branches=branches,
-        owner=owner,
+    store = plan_store(config)
+    if not runner.mark_started(
+        config, store.load(plan_id), {**owner_of(False), "schedule": schedule}
     ):
         return
-    plan = store.load(plan_id)
-    compile_plan(app, plan).apply_async()
+    compile_plan(app, store.load(plan_id)).apply_async()
