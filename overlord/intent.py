@@ -69,6 +69,9 @@ class Intent(BaseModel):
     complexity: Complexity | None = None
     instruction: str | None = None
     branch: str | None = None
+    #: What only one kind's forms say (its ``add_steps`` reads them): a kind whose
+    #: instructions carry something of their own needs no new field here.
+    params: dict[str, str] = Field(default_factory=dict)
 
     @property
     def project(self) -> str | None:
