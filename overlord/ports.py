@@ -12,6 +12,8 @@ contract test that every implementation passes (``tests/test_contract_*.py``).
   Redis broker, ``local_slots.LocalSlots`` among one process's threads.
 - ``MinionBackend``: where a minion job runs (SPEC §5 Minions); ``containers.DockerBackend``
   (a sandboxed container) and ``host_minion.ProcessBackend`` (a host process).
+- ``Executor``: where a plan's steps run (SPEC §5), the only code that names Celery tasks,
+  queues and canvases; ``tasks.executor.CeleryExecutor`` (embedded or distributed).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from overlord.minion_result import MinionResult
 
 #: What ``PlanStore.gate_view`` answers: the plan's state, its document, and its step rows
@@ -160,3 +164,38 @@ class MinionBackend(Protocol):
         seconds, the key's value taken from ``secrets``. A failed run is a result (the
         person's checkout untouched, no branch left); only bad input raises
         (``PlanError``, ``RepoNotFound``)."""
+
+
+class Executor(Protocol):
+    """Runs a saved plan's steps (SPEC §5), for one command: open it with ``with``. What
+    it starts settles the plan in the store (succeeded, awaiting the push, rolled back);
+    the caller follows the store, never the executor."""
+
+    #: The steps run in this process (and stop with it), not on workers elsewhere.
+    embedded: bool
+
+    def __enter__(self) -> Executor: ...
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def idle_queues(self, queues: set[str]) -> list[str]:
+        """Of ``queues`` (and the git steps' own), those no worker consumes: a plan sent
+        there would wait forever. None when the executor runs its own worker."""
+
+    def holders(self, plan_id: str) -> list[str]:
+        """The workers still running or holding a task of the plan, as ``worker (what)``."""
+
+    def run_steps(self, plan: DispatchPlan) -> None:
+        """Start every unfinished step of the running ``plan`` but its pushes, each once
+        its dependencies succeeded; a failure starts the rollback; then the plan settles."""
+
+    def run_push(self, plan: DispatchPlan) -> None:
+        """Start the push phase of ``plan`` (a person approved it), then settle it."""
+
+    def run_rollback(self, plan_id: str) -> None:
+        """Start the rollback of a failing plan: undo completed steps in reverse order."""
+
+    def recover(self, plan_id: str) -> list[str]:
+        """Send again the steps of the running plan whose worker was lost; a line each."""

@@ -1,7 +1,7 @@
-"""From a saved, approved plan to its outcome: execution on Celery and following it
-(``run``, ``push``, ``rollback``), and the plan commands that pick a stopped plan up
-(``resume``, ``cancel``). Approving, rejecting and the whole dispatch are the use case in
-``overlord.dispatching``.
+"""From a saved, approved plan to its outcome: execution by the executor
+(``ports.Executor``) and following it (``run``, ``push``, ``rollback``), and the plan
+commands that pick a stopped plan up (``resume``, ``cancel``). Approving, rejecting and
+the whole dispatch are the use case in ``overlord.dispatching``.
 
 The state database is the source of truth: a plan is saved before anything is
 enqueued, and every command here re-reads it, so any shell (or a new embedded runtime
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from overlord import approval, defaults, lifecycle, tested
+from overlord import approval, lifecycle, tested, wiring
 from overlord.checkout import head_name
 from overlord.config import ActionKind, Config
 from overlord.errors import OverlordError, PlanError
@@ -25,7 +25,7 @@ from overlord.plan_owner import owner_alive, owner_of
 from overlord.wiring import plan_store as store_for  # the plan store's factory, by its old name
 
 if TYPE_CHECKING:
-    from overlord.tasks.runtime import Runtime
+    from overlord.ports import Executor
 
 
 # --- running ------------------------------------------------------------------
@@ -68,44 +68,38 @@ def run(
     config: Config, plan_id: str, *, detach: bool = False, follow: Follow | None = None
 ) -> DispatchPlan:
     """Execute a queued (approved) plan; follow it unless detached in distributed mode."""
-    from overlord.tasks.compiler import compile_plan
-    from overlord.tasks.runtime import Runtime
-
     store = store_for(config)
     plan = store.load(plan_id)
     if plan.state not in (PlanState.QUEUED, PlanState.RUNNING):
         raise PlanError(f"plan {plan.id} is {plan.state.value}; only an approved plan runs")
     approval.require_person(plan)
-    with Runtime(config) as runtime:
-        assert runtime.app is not None
+    with wiring.executor(config) as executor:
         if not detach:
-            _require_workers(runtime, plan, {s.queue for s in plan.steps if not s.state.finished})
-        if plan.state is PlanState.RUNNING and not runtime.embedded:
-            _refuse_if_busy(runtime, plan)
-        if not mark_started(config, plan, owner_of(runtime.embedded)):
+            _require_workers(executor, plan, {s.queue for s in plan.steps if not s.state.finished})
+        if plan.state is PlanState.RUNNING and not executor.embedded:
+            _refuse_if_busy(executor, plan)
+        if not mark_started(config, plan, owner_of(executor.embedded)):
             raise PlanError(
                 f"plan {plan.id} changed state meanwhile; see `overlord plans show {plan.id}`"
             )
         plan = store.load(plan.id)
-        runtime.send(compile_plan(runtime.app, plan))
-        if detach and not runtime.embedded:
+        executor.run_steps(plan)
+        if detach and not executor.embedded:
             return store.load(plan.id)
-        return wait(config, plan.id, follow=follow, tick=_recovery(runtime, config, plan.id))
+        return wait(config, plan.id, follow=follow, tick=_recovery(executor, config, plan.id))
 
 
-def _recovery(runtime: Runtime, config: Config, plan_id: str) -> Callable[[], list[str]] | None:
+def _recovery(executor: Executor, config: Config, plan_id: str) -> Callable[[], list[str]] | None:
     """Distributed: what the following ``dispatch`` does every ``TICK`` seconds: re-send
-    the steps of lost workers (``tasks.liveness``); the lines to show are every re-send
+    the steps of lost workers (``Executor.recover``); the lines to show are every re-send
     of the plan not shown yet, by whoever noticed first (this process or a worker)."""
-    if runtime.embedded or runtime.app is None:
+    if executor.embedded:
         return None
-    from overlord.tasks.liveness import recover
-
-    app, store = runtime.app, store_for(config)
+    store = store_for(config)
     shown: set[int] = set()
 
     def tick() -> list[str]:
-        recover(app, config, plan_id)
+        executor.recover(plan_id)
         resent = [e for e in store.events(plan_id) if e["kind"] == "re-sent"]
         new = [e for e in resent if e["id"] not in shown]
         shown.update(e["id"] for e in new)
@@ -114,13 +108,9 @@ def _recovery(runtime: Runtime, config: Config, plan_id: str) -> Callable[[], li
     return tick
 
 
-def _require_workers(runtime: Runtime, plan: DispatchPlan, queues: set[str]) -> None:
+def _require_workers(executor: Executor, plan: DispatchPlan, queues: set[str]) -> None:
     """Distributed: refuse to wait on queues no worker consumes (it would wait forever)."""
-    from overlord.tasks.runtime import idle_queues
-
-    if runtime.with_worker or runtime.app is None:
-        return
-    idle = idle_queues(runtime.app, queues | {defaults.DIRECT_QUEUE})
+    idle = executor.idle_queues(queues)
     if idle:
         starts = "; ".join(f"overlord worker --queue {q}" for q in idle)
         raise PlanError(
@@ -129,26 +119,13 @@ def _require_workers(runtime: Runtime, plan: DispatchPlan, queues: set[str]) -> 
         )
 
 
-def _refuse_if_busy(runtime: Runtime, plan: DispatchPlan) -> None:
+def _refuse_if_busy(executor: Executor, plan: DispatchPlan) -> None:
     """Distributed resume: a worker still holding one of the plan's tasks (running it, or
     prefetched) means the plan is alive; sending its steps again would only race it."""
-    if runtime.app is None:
-        return
-    try:
-        inspect = runtime.app.control.inspect(timeout=1.0)
-        replies = [inspect.active() or {}, inspect.reserved() or {}]
-    except Exception:
-        return  # no answer: nothing is known to hold the plan
-    holders = set()
-    for reply in replies:
-        for worker, tasks in reply.items():
-            for task in tasks:
-                args = list(task.get("args") or [])  # (plan id, step id) or (plan id,)
-                if args and args[0] == plan.id:
-                    holders.add(f"{worker} ({args[1] if len(args) > 1 else task.get('name')})")
+    holders = executor.holders(plan.id)
     if holders:
         raise PlanError(
-            f"plan {plan.id} is still running: {', '.join(sorted(holders))}",
+            f"plan {plan.id} is still running: {', '.join(holders)}",
             f"wait for it (`overlord plans show {plan.id}`), or `overlord cancel {plan.id}`",
         )
 
@@ -157,20 +134,16 @@ def push(
     config: Config, plan_id: str, *, follow: Follow | None = None, detach: bool = False
 ) -> DispatchPlan:
     """A person approved the push: run the push phase."""
-    from overlord.tasks.compiler import compile_push
-    from overlord.tasks.runtime import Runtime
-
     store = store_for(config)
-    with Runtime(config) as runtime:
-        assert runtime.app is not None
+    with wiring.executor(config) as executor:
         if not detach:
-            _require_workers(runtime, store.load(plan_id), set())
+            _require_workers(executor, store.load(plan_id), set())
         # exactly what was tested: a branch that moved since keeps the plan waiting
         tested.check_unmoved(config, store.load(plan_id))
         if not lifecycle.move(store, plan_id, Move.APPROVE_PUSH, push_approved=True):
             raise PlanError(f"plan {plan_id} is not waiting for a push")
-        runtime.send(compile_push(runtime.app, store.load(plan_id)))
-        if detach and not runtime.embedded:
+        executor.run_push(store.load(plan_id))
+        if detach and not executor.embedded:
             return store.load(plan_id)
         return wait(config, plan_id, follow=follow)
 
@@ -179,8 +152,6 @@ def rollback(
     config: Config, plan_id: str, *, cancelled: bool = False, follow: Follow | None = None
 ) -> DispatchPlan:
     """Start (or restart) the rollback of a plan and follow it to its end."""
-    from overlord.tasks.runtime import Runtime
-
     store = store_for(config)
     plan = store.load(plan_id)
     if not owner_alive(plan.owner):
@@ -189,17 +160,14 @@ def rollback(
                 store.finish(
                     plan_id, step.id, StepState.FAILED, error="interrupted: its process died"
                 )
-    with Runtime(config) as runtime:
-        assert runtime.app is not None
+    with wiring.executor(config) as executor:
         if plan.state is not PlanState.FAILING:
             from overlord import steps
 
             if not steps.fail(config, plan_id, cancelled=cancelled):
                 return store.load(plan_id)
-        store.update_doc(plan_id, owner=owner_of(runtime.embedded))
-        from overlord.tasks.definitions import rollback_signature
-
-        runtime.send(rollback_signature(runtime.app, plan_id))
+        store.update_doc(plan_id, owner=owner_of(executor.embedded))
+        executor.run_rollback(plan_id)
         return wait(config, plan_id, follow=follow)
 
 

@@ -1,27 +1,31 @@
 """Where each port (``overlord.ports``) gets its implementation: one factory per port.
 
 Code that needs the plan store asks ``plan_store(config)``, slots ``slots(...)``, a minion
-backend ``minion_backend(config)``; it never constructs an adapter itself, so another implementation is a change here, not at every call site. The adapters
+backend ``minion_backend(config)``, the executor ``executor(config)``; it never constructs
+an adapter itself, so another implementation is a change here, not at every call site. The adapters
 are imported inside the factories: importing this module loads no infrastructure.
 
 Tests may put another implementation (``overlord.testing``) in place of the plan store of
 one ``state_url`` with ``replaced_store`` (every code path that reads a configuration with
-that ``state_url`` then uses it), and of the minion backend with ``replaced_minions``.
+that ``state_url`` then uses it), of the minion backend with ``replaced_minions``, and of
+the executor with ``replaced_executor``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from overlord import defaults
 from overlord.config import Config
-from overlord.ports import MinionBackend, PlanStore, Slots
+from overlord.ports import Executor, MinionBackend, PlanStore, Slots
 
 #: state_url → the store used in place of the state database's (tests only).
 _STORES: dict[str, PlanStore] = {}
 #: The minion backend used in place of the configured one (tests only).
 _MINIONS: list[MinionBackend] = []
+#: Makes the executor used in place of Celery's (tests only).
+_EXECUTORS: list[Callable[[Config], Executor]] = []
 
 
 def plan_store(config: Config) -> PlanStore:
@@ -85,3 +89,22 @@ def replaced_minions(backend: MinionBackend) -> Iterator[MinionBackend]:
         yield backend
     finally:
         _MINIONS.remove(backend)
+
+
+def executor(config: Config) -> Executor:
+    """Where a plan's steps run: Celery, embedded (no ``broker_url``) or on the broker."""
+    if _EXECUTORS:
+        return _EXECUTORS[-1](config)
+    from overlord.tasks.executor import CeleryExecutor
+
+    return CeleryExecutor(config)
+
+
+@contextmanager
+def replaced_executor(make: Callable[[Config], Executor]) -> Iterator[None]:
+    """Within the block, ``executor(config)`` answers ``make(config)``."""
+    _EXECUTORS.append(make)
+    try:
+        yield
+    finally:
+        _EXECUTORS.remove(make)

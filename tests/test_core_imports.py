@@ -40,6 +40,7 @@ CORE = (
     "overlord.local_slots",
     "overlord.minion_job",
     "overlord.testing.minions",
+    "overlord.testing.executor",
 )
 
 # Records, for the first import of each forbidden package, which overlord modules were

@@ -1,17 +1,20 @@
 """Plan-level decisions on the in-memory plan store (no database, no broker, no git):
-what ``reject``, a failing step, the rollback's bookkeeping and the lifecycle gate record."""
+what ``reject``, a failing step, the rollback's bookkeeping and the lifecycle gate record;
+``approve`` and ``resume`` with the inline executor."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
-from overlord import dispatching, lifecycle, steps, wiring
+from overlord import dispatching, lifecycle, runner, steps, wiring
 from overlord.config import ActionKind, Config
 from overlord.errors import PlanError
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState, now
+from overlord.testing.executor import InlineExecutor
 from overlord.testing.memory_store import MemoryPlanStore
 
 URL = "memory://plan-moves"
@@ -91,3 +94,36 @@ def test_a_refused_message_is_recorded_naming_only_real_steps(store: MemoryPlanS
     assert [e["step_id"] for e in refused] == ["s1", None]
     assert refused[0]["message"].startswith("overlord.noop from w1 refused")
     assert lifecycle.view(store, "nosuchplan") is None
+
+
+def noops(store: MemoryPlanStore, state: PlanState) -> DispatchPlan:
+    plan = DispatchPlan(
+        task="two no-ops",
+        steps=[
+            DispatchStep(id="s1", kind=ActionKind.NOOP),
+            DispatchStep(id="s2", kind=ActionKind.NOOP, depends_on=["s1"]),
+        ],
+        state=state,
+    )
+    store.save(plan)
+    return plan
+
+
+def test_approve_runs_a_pending_plan_to_its_end_inline(store: MemoryPlanStore) -> None:
+    plan = noops(store, PlanState.PENDING)
+    with wiring.replaced_executor(InlineExecutor):
+        done = dispatching.approve(config(), plan.id)
+    assert done.state is PlanState.SUCCEEDED and done.person_approved
+    assert [s.state for s in done.steps] == [StepState.SUCCEEDED, StepState.SUCCEEDED]
+    assert [e["kind"] for e in store.events(plan.id)].count("approved") == 1
+
+
+def test_resume_finishes_a_plan_whose_process_died(store: MemoryPlanStore) -> None:
+    plan = noops(store, PlanState.RUNNING)
+    dead = {"pid": 2**22 + 7, "host": socket.gethostname(), "embedded": True}  # no such pid
+    store.update_doc(plan.id, owner=dead)
+    store.claim(plan.id, "s1", "dead-worker")
+    with wiring.replaced_executor(InlineExecutor):
+        done = runner.resume(config(), plan.id)
+    assert done.state is PlanState.SUCCEEDED
+    assert done.step("s1").attempts == 2 and done.step("s1").worker == "inline"
