@@ -8,6 +8,8 @@ from __future__ import annotations
 import ast
 import importlib.util
 import sys
+import threading
+import time
 import types
 from pathlib import Path
 
@@ -139,7 +141,7 @@ def _load_with(monkeypatch: pytest.MonkeyPatch, name: str, module: types.ModuleT
 def test_a_module_without_kind_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     _load_with(monkeypatch, "half_done", types.ModuleType("overlord.kinds.half_done"))
     with pytest.raises(KindError) as info:
-        kind_registry.kinds.__wrapped__()
+        kind_registry.load()
     assert (
         info.value.message
         == "overlord/kinds/half_done.py declares no KIND (a overlord.kinds.base.Kind)"
@@ -165,7 +167,7 @@ def test_a_kind_without_traits_is_refused_in_one_line(monkeypatch: pytest.Monkey
     monkeypatch.setattr(kind_registry, "kind_modules", lambda: [*kind_modules(), "no_traits"])
     monkeypatch.setattr(kind_registry.importlib, "import_module", fake_import)
     with pytest.raises(KindError) as info:
-        kind_registry.kinds.__wrapped__()
+        kind_registry.load()
     message = info.value.message
     assert message.startswith("overlord/kinds/no_traits.py cannot be loaded: TypeError")
     assert "traits" in message and "\n" not in message
@@ -234,3 +236,34 @@ def test_loading_every_kind_imports_no_infrastructure() -> None:
         "assert all(k.traits for k in registry.kinds().values())\n"
     )
     assert loaded == {}, _chains(loaded)
+
+
+def test_threads_loading_the_registry_at_once_all_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker threads that take their first steps together wait for one load (it used to
+    refuse all but the first: 'uses the kind registry while it is being loaded')."""
+    real_load = kind_registry.load
+    barrier = threading.Barrier(8)
+
+    def slow_load() -> dict[ActionKind, object]:
+        time.sleep(0.2)  # every other thread arrives while this one loads
+        return real_load()
+
+    monkeypatch.setattr(kind_registry, "_loaded", None)
+    monkeypatch.setattr(kind_registry, "load", slow_load)
+    got: list[object] = []
+    errors: list[BaseException] = []
+
+    def first_use() -> None:
+        barrier.wait()
+        try:
+            got.append(kind_registry.kinds())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    assert len(got) == 8 and all(g is got[0] for g in got)

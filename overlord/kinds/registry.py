@@ -7,14 +7,16 @@ and what it lacks (``KindError``), never a ``KeyError`` deep in a plan.
 
 from __future__ import annotations
 
-import functools
 import importlib
+import threading
 
 from overlord.errors import KindError
 from overlord.kinds import ActionKind, kind_modules
 from overlord.kinds.base import Action, Form, Kind, Traits
 
-_loading = False
+_lock = threading.RLock()  # re-entered by the loading thread only (then refused below)
+_local = threading.local()
+_loaded: dict[ActionKind, Kind] | None = None
 
 
 def problems(module: str, kind: object) -> list[str]:
@@ -46,16 +48,25 @@ def problems(module: str, kind: object) -> list[str]:
     return out
 
 
-@functools.cache
 def kinds() -> dict[ActionKind, Kind]:
-    """Every kind, by ``ActionKind``, in module order; ``KindError`` when one is incomplete."""
-    global _loading
-    if _loading:
+    """Every kind, by ``ActionKind``, in module order; ``KindError`` when one is incomplete.
+    Loaded once per process; threads asking while one loads wait for it."""
+    global _loaded
+    if _loaded is None:
+        with _lock:
+            if _loaded is None:
+                _loaded = load()
+    return _loaded
+
+
+def load() -> dict[ActionKind, Kind]:
+    """Load and check every kind module (uncached: ``kinds`` keeps the result)."""
+    if getattr(_local, "loading", False):
         raise KindError(
             "a kind module uses the kind registry while it is being loaded",
             "a kind module must not import overlord.parser or anything that reads the registry",
         )
-    _loading = True
+    _local.loading = True
     try:
         out: dict[ActionKind, Kind] = {}
         for module in kind_modules():
@@ -75,7 +86,7 @@ def kinds() -> dict[ActionKind, Kind]:
             out[ActionKind(kind.name)] = kind
         return out
     finally:
-        _loading = False
+        _local.loading = False
 
 
 def kind(name: ActionKind | str) -> Kind:
