@@ -35,6 +35,8 @@ OWN_WORKTREES = "overlord-worktrees"
 #: does not answer counts as lost and is sent again (``overlord.tasks.liveness``); also
 #: the lease of a repository's lock, which a killed worker's holds no longer than this.
 LOST_WORKER_SECONDS = 30
+#: Seconds between two renewals of a running step's heartbeat and of a repository's lease.
+HEARTBEAT = 5.0
 #: Lease of a global concurrency slot; a slot of a killed worker returns after it.
 SLOT_LEASE_SECONDS = 60
 #: Plain-language translation by the planning model (overlord/translate.py): seconds a

@@ -15,17 +15,36 @@ never act on one repository at once; a killed worker's lease runs out after
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from overlord import defaults
 from overlord.errors import OverlordError, RepoNotFound
 from overlord.git import Git
+from overlord.routing.semaphore import Semaphore
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = "overlord.lock"
 #: Redis key prefix of the repositories' leases (distributed mode).
 PREFIX = "overlord:repo:"
+
+
+class Lease(Semaphore):
+    """A lease of one holder renewed every ``defaults.HEARTBEAT`` seconds (not lease/3)."""
+
+    def _heartbeat(self, token: str, stop: threading.Event) -> None:
+        while not stop.wait(defaults.HEARTBEAT):
+            try:
+                if not self.refresh(token):
+                    self.try_acquire(token)
+            except Exception as exc:  # Redis hiccup: the next beat tries again
+                log.warning("heartbeat of %s not renewed: %s", self.name, exc)
+
 
 #: work tree → its lock file (a repository's common directory does not move)
 _LOCK_FILES: dict[Path, Path] = {}
@@ -71,9 +90,7 @@ def _shared_lease(file: Path) -> Iterator[None]:
         return
     import uuid
 
-    from overlord import defaults
     from overlord.routing.broker import client
-    from overlord.tasks.liveness import Lease
 
     lease = Lease(client(url), str(file.parent), 1, defaults.LOST_WORKER_SECONDS, prefix=PREFIX)
     with lease.hold(token=uuid.uuid4().hex):

@@ -80,10 +80,10 @@ class Facts:
 
 
 def one_line(text: str, limit: int = MAX_REASON) -> str:
-    from overlord.tasks.names import clean
+    from overlord.terminal import one_line as shown
 
     first = next((line for line in text.splitlines() if line.strip()), "")
-    return clean(first, limit)
+    return shown(first, limit)
 
 
 def redact(text: str, config: Config) -> str:

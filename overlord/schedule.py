@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from overlord import defaults
 from overlord.config import Config
 from overlord.errors import ConfigError
-from overlord.tasks.names import clean
+from overlord.terminal import one_line
 
 if TYPE_CHECKING:
     from celery.schedules import crontab
@@ -69,7 +69,7 @@ def beat_schedule(config: Config) -> dict[str, dict[str, Any]]:
             "task": TASK_NAME,
             "schedule": to_crontab(entry.cron, name=name, config=config),
             "args": (name,),
-            "options": {"queue": defaults.DIRECT_QUEUE, "shadow": f"scheduled {clean(name)}"},
+            "options": {"queue": defaults.DIRECT_QUEUE, "shadow": f"scheduled {one_line(name)}"},
         }
         for name, entry in config.schedule.items()
     }

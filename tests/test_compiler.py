@@ -409,7 +409,7 @@ def test_every_message_names_what_runs_where(app: Celery) -> None:
 
 
 def test_display_names_show_untrusted_project_names_on_one_clean_line(app: Celery) -> None:
-    from overlord.tasks.names import clean
+    from overlord.terminal import one_line
 
     hostile = "api\x1b[31m\r\nFAKE LOG LINE\u202e\x00" + "x" * 80
     plan = plan_of(step("s1", hostile, kind=ActionKind.RUN_TESTS))
@@ -419,7 +419,7 @@ def test_display_names_show_untrusted_project_names_on_one_clean_line(app: Celer
     assert shown.endswith(f"… · {PLAN}/s1")
     assert shown.isprintable() and "\x1b" not in shown and "\u202e" not in shown
     assert len(shown) < 80
-    assert clean("  a\tb\n c  ") == "a b c"
+    assert one_line("  a\tb\n c  ") == "a b c"
 
 
 def test_the_sent_event_carries_the_display_name_too(app: Celery) -> None:

@@ -23,7 +23,8 @@ from overlord.kinds import registry as kind_registry
 from overlord.kinds.base import Action, Kind, Traits, empty, never, nothing
 from overlord.parser import SUPPORTED_FORMS
 from overlord.scope import ActionScope, Touch
-from overlord.tasks.definitions import register, step_task_name
+from overlord.tasks.definitions import register
+from overlord.tasks.names import step_task_name
 from tests.dispatch_helpers import cli
 from tests.kit import Workspace
 

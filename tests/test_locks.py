@@ -43,8 +43,8 @@ def test_distributed_steps_wait_for_the_repository_lease(
     import threading
 
     from overlord import defaults
+    from overlord.locks import Lease
     from overlord.routing.broker import client
-    from overlord.tasks.liveness import Lease
     from overlord.tasks.runtime import INPROCESS_WORKER_ENV
 
     ws = synced_workspace

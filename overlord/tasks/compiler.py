@@ -29,8 +29,7 @@ from celery.canvas import Signature
 from overlord import defaults
 from overlord.config import ActionKind
 from overlord.plan import DispatchPlan, DispatchStep, StepState
-from overlord.tasks.definitions import step_task_name
-from overlord.tasks.names import plan_task_name, step_name, undo_name
+from overlord.tasks.names import plan_task_name, step_name, step_task_name, undo_name
 
 FINISH = "overlord.finish"
 FAILED = "overlord.plan_failed"

@@ -18,6 +18,8 @@ from overlord import defaults, lifecycle, steps
 from overlord.config import ActionKind, Config
 from overlord.errors import StepFailed
 from overlord.lifecycle import View
+from overlord.tasks.compiler import compile_rollback
+from overlord.tasks.names import plan_task_name, step_task_name
 from overlord.tasks.slots import plan_slot
 
 #: Seconds between two checks, by the rollback, that no step of the plan is still running.
@@ -37,14 +39,8 @@ def _config(task: Task) -> Config:
     return config
 
 
-def step_task_name(kind: ActionKind) -> str:
-    return f"overlord.{kind.value}"
-
-
 def rollback_signature(app: Celery, plan_id: str) -> Signature:
     """``overlord.rollback`` of a plan, shown as ``rollback · PLAN``."""
-    from overlord.tasks.names import plan_task_name
-
     return app.signature(
         "overlord.rollback",
         args=(plan_id,),
@@ -133,7 +129,6 @@ def register(app: Celery) -> None:
     @app.task(name="overlord.rollback", bind=True, max_retries=None, shared=False)
     def rollback(self: Task, plan_id: str) -> list[str] | dict[str, Any]:
         """Wait until no step of the plan runs, then undo completed steps in reverse."""
-        from overlord.tasks.compiler import compile_rollback
         from overlord.wiring import plan_store
 
         refused = _gate(self, plan_id, None, lifecycle.admit_rollback)

@@ -1,7 +1,7 @@
 """Lost workers recovered without a person (SPEC §4.3), in distributed mode.
 
 A worker running a step keeps a key in Redis, ``overlord:running:<plan>/<step>`` (the
-worker's name), alive by renewing its expiry every ``HEARTBEAT`` seconds: the step's
+worker's name), alive by renewing its expiry every ``defaults.HEARTBEAT`` seconds: the step's
 heartbeat. A step whose database row says ``running`` but whose heartbeat has run out
 (no renewal for ``defaults.LOST_WORKER_SECONDS``), and whose worker does not answer that it
 runs it, is lost: its worker died (SIGKILL, power, OOM) with the step's message unacknowledged,
@@ -32,27 +32,12 @@ from celery import Celery
 from overlord import defaults
 from overlord.config import Config
 from overlord.plan import PlanState, StepState, now
-from overlord.routing.semaphore import Semaphore
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two renewals of a running step's lease.
-HEARTBEAT = 5.0
 #: Seconds between two looks, by a worker's watchdog, at the running plans.
 WATCH_EVERY = 10.0
 PREFIX = "overlord:running:"
-
-
-class Lease(Semaphore):
-    """A lease of one holder renewed every ``HEARTBEAT`` seconds (not lease/3)."""
-
-    def _heartbeat(self, token: str, stop: threading.Event) -> None:
-        while not stop.wait(HEARTBEAT):
-            try:
-                if not self.refresh(token):
-                    self.try_acquire(token)
-            except Exception as exc:  # Redis hiccup: the next beat tries again
-                log.warning("heartbeat of %s not renewed: %s", self.name, exc)
 
 
 def distributed(app: Celery) -> bool:
@@ -74,7 +59,7 @@ def _beat_key(plan_id: str, step_id: str) -> str:
 @contextlib.contextmanager
 def heartbeat(app: Celery, plan_id: str, step_id: str, worker: str) -> Iterator[None]:
     """While the step runs, keep ``overlord:running:<plan>/<step>`` (the worker's name)
-    alive, renewed every ``HEARTBEAT`` seconds (distributed mode; nothing when embedded).
+    alive, renewed every ``defaults.HEARTBEAT`` seconds (distributed mode; nothing when embedded).
     Not a lock: a redelivered step takes it over at once (the repository lock and the
     step's claim keep two runs apart)."""
     if not distributed(app):
@@ -90,7 +75,7 @@ def heartbeat(app: Celery, plan_id: str, step_id: str, worker: str) -> Iterator[
                 client.set(key, worker, px=ttl)
             except Exception as exc:  # Redis hiccup: the next beat tries again
                 log.warning("heartbeat of %s not renewed: %s", key, exc)
-            if stop.wait(HEARTBEAT):
+            if stop.wait(defaults.HEARTBEAT):
                 return
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{step_id}", daemon=True)
