@@ -1,7 +1,8 @@
 """The person's checkout: what a step checks before touching it, and how it touches it.
 
 A step refuses a dirty tree, a missing branch or a half-done merge; it switches branches
-only for the duration of its work and always goes back; a commit that a hook refuses
+only for the duration of its work and always goes back (and ``restore_branches`` puts
+every repository of a plan back on its branch at its end); a commit that a hook refuses
 leaves the files as they were; commands it starts are in ``overlord.proc``.
 """
 
@@ -9,9 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from overlord.errors import DirtyTree, GitError, MissingBranch
+from overlord.errors import DirtyTree, GitError, MissingBranch, OverlordError
 from overlord.git import Git
+from overlord.locks import repo_lock
+
+if TYPE_CHECKING:
+    from overlord.config import Config
+    from overlord.plan import DispatchPlan
 
 
 def require_clean(git: Git) -> None:
@@ -60,3 +67,20 @@ def commit_or_restore(git: Git, paths: list[str], message: str) -> str:
         git.run("reset", "-q", "HEAD", "--", *paths, check=False)
         git.run("checkout", "-q", "HEAD", "--", *paths, check=False)
         raise
+
+
+def restore_branches(config: Config, plan: DispatchPlan) -> list[str]:
+    """Check out, in every touched repo, the branch that was checked out before the plan
+    (after it succeeded, and after its rollback); what could not be, one line each."""
+    problems = []
+    for project, original in plan.original_branches.items():
+        if original is None or project not in config.projects:
+            continue
+        git = Git(config.projects[project].path)
+        try:
+            with repo_lock(git.path):
+                if head_name(git) != original:
+                    git.checkout(original)
+        except OverlordError as exc:
+            problems.append(f"{project}: {exc.message}")
+    return problems

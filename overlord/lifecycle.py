@@ -238,7 +238,7 @@ def admit_rollback_done(plan: View, undone: set[str], running: list[str]) -> str
         return refused
     if running:
         return f"step {', '.join(running)} is still running"
-    to_undo = (S.SUCCEEDED, S.FAILED, S.RUNNING, S.SKIPPED)  # as ``steps.undo_order``
+    to_undo = (S.SUCCEEDED, S.FAILED, S.RUNNING, S.SKIPPED)  # as ``rollback.undo_order``
     left = [
         step_id
         for step_id, s in plan.steps.items()

@@ -162,9 +162,9 @@ def rollback(
                 )
     with wiring.executor(config) as executor:
         if plan.state is not PlanState.FAILING:
-            from overlord import steps
+            from overlord.rollback import fail
 
-            if not steps.fail(config, plan_id, cancelled=cancelled):
+            if not fail(config, plan_id, cancelled=cancelled):
                 return store.load(plan_id)
         store.update_doc(plan_id, owner=owner_of(executor.embedded))
         executor.run_rollback(plan_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from overlord import config as config_module
-from overlord import runner, steps
+from overlord import rollback, runner
 from overlord.approval import parse_kind
 from overlord.config import ActionKind
 from overlord.kinds import registry as kind_registry
@@ -240,14 +240,14 @@ def test_undo_restores_the_commit_and_never_goes_over_later_work(
     assert step.undo["before"] == before and action.done(ctx, step.undo)  # a redelivery won't act
 
     mine = add_commit(core, "NOTES.md", "a person's later work\n", "Notes")
-    refused = steps.undo(config, plan.id, step.id)
+    refused = rollback.undo(config, plan.id, step.id)
     assert (
         refused["state"] == "undo-failed" and "moved since this plan changed it" in refused["error"]
     )
     assert git(core, "rev-parse", "develop") == mine
 
     git(core, "reset", "-q", "--hard", "HEAD~1")  # the person takes their commit back
-    done = steps.undo(config, plan.id, step.id)
+    done = rollback.undo(config, plan.id, step.id)
     assert done["state"] == "undone", done
     assert git(core, "rev-parse", "develop") == before
     assert 'requires-python = ">=3.10"' in pyproject_on(core, "develop")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from overlord import steps, wiring
+from overlord import rollback, steps, wiring
 from overlord.config import ActionKind, Config
 from overlord.errors import StepFailed
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
@@ -90,7 +90,7 @@ def test_a_minion_step_works_on_its_branch_and_its_undo_deletes_it(
     assert "Added HI." in done.output and f"branch {branch}" in done.output
     assert done.undo["after"] == git(repo, "rev-parse", f"refs/heads/{branch}")
     assert minions.jobs[0]["endpoint_name"] == "local-14b" and minions.jobs[0]["base"] == "main"
-    assert steps.undo(config, plan.id, "s1")["state"] == "undone"
+    assert rollback.undo(config, plan.id, "s1")["state"] == "undone"
     assert git(repo, "branch", "--list", branch) == ""
     assert (
         git(repo, "status", "--porcelain") == "" and git(repo, "branch", "--show-current") == "main"

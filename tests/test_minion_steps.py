@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from overlord import config as config_module
-from overlord import steps
+from overlord import rollback
 from overlord.cli.app import main
 from overlord.config import Config
 from overlord.dispatching import plan_intents
@@ -150,7 +150,7 @@ def test_minion_commits_on_its_branch_and_leaves_the_checkout_alone(
     assert git(core, "status", "--porcelain") == status_before == ""
     assert "overlord-worktrees" not in git(core, "worktree", "list")
     # The step's undo (what a rollback runs) deletes the branch.
-    result = steps.undo(config, plan.id, step.id)
+    result = rollback.undo(config, plan.id, step.id)
     assert result["state"] == "undone", result
     assert git(core, "branch", "--list", branch) == ""
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from overlord import steps
+from overlord import rollback
 from overlord.config import Config
 from overlord.errors import GitError
 from overlord.kinds.base import Context
@@ -64,7 +64,7 @@ def test_undo_keeps_a_person_s_commit_and_uncommitted_files(
     mine = git(tree, "rev-parse", "HEAD")
     (tree / "notes.txt").write_text("not committed yet\n")
 
-    result = steps.undo(config, plan.id, step.id)
+    result = rollback.undo(config, plan.id, step.id)
 
     assert result["state"] == "undo-failed"
     assert "moved since the minion left it" in result["error"] and "keeping" in result["error"]
@@ -83,13 +83,13 @@ def test_undo_keeps_a_branch_a_person_has_checked_out(
     core, branch = workspace.root / "repos" / "core", step.undo["branch"]
     tree = tmp_path / "looking"
     git(core, "worktree", "add", "-q", str(tree), branch)  # clean, at the minion's tip
-    result = steps.undo(config, plan.id, step.id)
+    result = rollback.undo(config, plan.id, step.id)
     assert result["state"] == "undo-failed" and "checked out in" in result["error"]
     assert git(core, "rev-parse", branch) == step.undo["after"]
     assert (tree / "greeting.py").exists()
     # once the person is done with it, the undo goes through
     git(core, "worktree", "remove", str(tree))
-    assert steps.undo(config, plan.id, step.id)["state"] == "undone"
+    assert rollback.undo(config, plan.id, step.id)["state"] == "undone"
     assert git(core, "branch", "--list", branch) == ""
 
 
@@ -102,11 +102,11 @@ def test_undo_removes_a_clean_left_over_minion_worktree_but_not_a_dirty_one(
     left = core / ".git" / "overlord-worktrees" / "left-over"  # as a killed worker leaves it
     git(core, "worktree", "add", "-q", str(left), branch)
     (left / "half-done.py").write_text("x = 1\n")
-    result = steps.undo(config, plan.id, step.id)
+    result = rollback.undo(config, plan.id, step.id)
     assert result["state"] == "undo-failed" and "uncommitted changes" in result["error"]
     assert (left / "half-done.py").exists() and git(core, "rev-parse", branch) == step.undo["after"]
     (left / "half-done.py").unlink()
-    assert steps.undo(config, plan.id, step.id)["state"] == "undone"
+    assert rollback.undo(config, plan.id, step.id)["state"] == "undone"
     assert not left.exists() and git(core, "branch", "--list", branch) == ""
 
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from overlord import dispatching, lifecycle, runner, steps, wiring
+from overlord import dispatching, lifecycle, rollback, runner, wiring
 from overlord.config import ActionKind, Config
 from overlord.errors import PlanError
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState, now
@@ -57,8 +57,8 @@ def test_a_failed_step_fails_the_plan_once(store: MemoryPlanStore) -> None:
     plan = saved(store, PlanState.RUNNING)
     store.claim(plan.id, "s1", "w")
     store.finish(plan.id, "s1", StepState.FAILED, error="boom")
-    assert steps.fail(config(), plan.id)  # the caller starts the rollback
-    assert not steps.fail(config(), plan.id)  # once per plan
+    assert rollback.fail(config(), plan.id)  # the caller starts the rollback
+    assert not rollback.fail(config(), plan.id)  # once per plan
     failing = store.load(plan.id)
     assert failing.state is PlanState.FAILING and failing.error == "s1: boom"
 
@@ -67,7 +67,7 @@ def test_with_rollback_off_a_failed_plan_is_left_as_it_is(store: MemoryPlanStore
     plan = saved(store, PlanState.RUNNING)
     store.claim(plan.id, "s1", "w")
     store.finish(plan.id, "s1", StepState.FAILED, error="boom")
-    assert not steps.fail(config(rollback_on_failure=False), plan.id)
+    assert not rollback.fail(config(rollback_on_failure=False), plan.id)
     left = store.load(plan.id)
     assert left.state is PlanState.FAILED
     assert left.notes == ["rollback_on_failure is off: state left for inspection"]
@@ -76,9 +76,9 @@ def test_with_rollback_off_a_failed_plan_is_left_as_it_is(store: MemoryPlanStore
 def test_a_step_running_far_past_its_timeout_is_lost(store: MemoryPlanStore) -> None:
     plan = saved(store, PlanState.RUNNING)
     store.claim(plan.id, "s1", "w")
-    assert steps.running_steps(config(), plan.id) == ["s1"]
+    assert rollback.running_steps(config(), plan.id) == ["s1"]
     store._steps[plan.id]["s1"]["started_at"] = now() - timedelta(seconds=10 + 61)
-    assert steps.running_steps(config(), plan.id) == []
+    assert rollback.running_steps(config(), plan.id) == []
     lost = store.load_step(plan.id, "s1")
     assert lost.state is StepState.FAILED and "lost" in (lost.error or "")
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from overlord import config as config_module
-from overlord import steps
+from overlord import rollback, steps
 from overlord.cli.app import main
 from overlord.config import ActionKind
 from overlord.plan import PlanState, StepState
@@ -149,7 +149,7 @@ def test_two_rollbacks_at_once_undo_a_step_once(synced_workspace: Workspace) -> 
 
     results: list[dict[str, object]] = []
     threads = [
-        threading.Thread(target=lambda: results.append(steps.undo(config, plan.id, "s1")))
+        threading.Thread(target=lambda: results.append(rollback.undo(config, plan.id, "s1")))
         for _ in range(2)
     ]
     for thread in threads:

@@ -15,6 +15,7 @@ from celery import Celery, Task
 from celery.canvas import Signature
 
 from overlord import defaults, lifecycle, steps
+from overlord import rollback as rollbacks
 from overlord.config import ActionKind, Config
 from overlord.errors import StepFailed
 from overlord.lifecycle import View
@@ -121,7 +122,7 @@ def register(app: Celery) -> None:
         )
         if refused is not None:
             return refused
-        if steps.fail(_config(self), plan_id):
+        if rollbacks.fail(_config(self), plan_id):
             rollback_signature(self.app, plan_id).apply_async()
             return True
         return False
@@ -135,11 +136,11 @@ def register(app: Celery) -> None:
         if refused is not None:
             return refused
         config = _config(self)
-        if steps.running_steps(config, plan_id):
+        if rollbacks.running_steps(config, plan_id):
             raise self.retry(countdown=ROLLBACK_POLL)
         assert config.state_url
         plan = plan_store(config).load(plan_id)
-        order = steps.undo_order(plan)
+        order = rollbacks.undo_order(plan)
         compile_rollback(self.app, plan, order).apply_async()
         return order
 
@@ -148,13 +149,13 @@ def register(app: Celery) -> None:
         refused = _gate(self, plan_id, step_id, lambda p: lifecycle.admit_undo(p, step_id))
         if refused is not None:
             return refused
-        return steps.undo(_config(self), plan_id, step_id)
+        return rollbacks.undo(_config(self), plan_id, step_id)
 
     @app.task(name="overlord.rollback_done", bind=True, shared=False)
     def rollback_done(self: Task, plan_id: str) -> str | dict[str, Any]:
         refused = _gate(
-            self, plan_id, None, lambda p: steps.check_rollback_done(_config(self), plan_id, p)
+            self, plan_id, None, lambda p: rollbacks.check_rollback_done(_config(self), plan_id, p)
         )
         if refused is not None:
             return refused
-        return steps.finish_rollback(_config(self), plan_id).value
+        return rollbacks.finish_rollback(_config(self), plan_id).value

@@ -16,7 +16,7 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from overlord import lifecycle, steps, wiring
+from overlord import lifecycle, rollback, steps, wiring
 from overlord.config import ActionKind, Config
 from overlord.errors import StepFailed
 from overlord.lifecycle import View
@@ -88,21 +88,23 @@ class InlineExecutor:
     def run_rollback(self, plan_id: str) -> None:
         if not self._admitted(plan_id, None, "rollback", lifecycle.admit_rollback):
             return
-        steps.running_steps(self.config, plan_id)  # none runs now: a running one was lost
-        for sid in steps.undo_order(self.store.load(plan_id)):
+        rollback.running_steps(self.config, plan_id)  # none runs now: a running one was lost
+        for sid in rollback.undo_order(self.store.load(plan_id)):
             if self._admitted(plan_id, sid, "undo", partial(lifecycle.admit_undo, step_id=sid)):
-                steps.undo(self.config, plan_id, sid)
+                rollback.undo(self.config, plan_id, sid)
 
         def done(view: View) -> str | None:
-            return steps.check_rollback_done(self.config, plan_id, view)
+            return rollback.check_rollback_done(self.config, plan_id, view)
 
         if self._admitted(plan_id, None, "rollback_done", done):
-            steps.finish_rollback(self.config, plan_id)
+            rollback.finish_rollback(self.config, plan_id)
 
     def _failed(self, plan_id: str) -> None:
         """What the canvas's error callback does: fail the plan once, then roll back."""
         check = partial(lifecycle.admit_plan_failed, cancelled=False)
-        if self._admitted(plan_id, None, "plan_failed", check) and steps.fail(self.config, plan_id):
+        if self._admitted(plan_id, None, "plan_failed", check) and rollback.fail(
+            self.config, plan_id
+        ):
             self.run_rollback(plan_id)
 
     def _admitted(
