@@ -1,5 +1,5 @@
-"""The plan and step lifecycle: one table of allowed transitions, and the gate every
-Celery task passes before it acts (SPEC §4.6).
+"""Every entry (SPEC §4.6): the plan and step lifecycle — one table of allowed
+transitions — and the gate every Celery task passes before it acts, whoever sent it.
 
 ``PLAN_MOVES`` names every plan transition with the states it may start from; ``move``
 is the single place a plan changes state (everything else calls it), and it tells

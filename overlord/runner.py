@@ -1,7 +1,7 @@
 """From a saved, approved plan to its outcome: execution by the executor
-(``ports.Executor``) and following it (``run``, ``push``, ``rollback``), and the plan
-commands that pick a stopped plan up (``resume``, ``cancel``). Approving, rejecting and
-the whole dispatch are the use case in ``overlord.dispatching``.
+(``ports.Executor``) and following it (``run``, ``push``, ``rollback``). Approving,
+rejecting and the whole dispatch are the use case in ``overlord.dispatching``; picking a
+stopped plan up (``resume``, ``cancel``) is ``overlord.recovery``.
 
 The state database is the source of truth: a plan is saved before anything is
 enqueued, and every command here re-reads it, so any shell (or a new embedded runtime
@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING
 
 from overlord import approval, lifecycle, tested, wiring
 from overlord.checkout import head_name
-from overlord.config import ActionKind, Config
+from overlord.config import Config
 from overlord.errors import OverlordError, PlanError
 from overlord.following import Follow, wait
 from overlord.git import Git
 from overlord.lifecycle import Move
-from overlord.plan import DispatchPlan, PlanState, StepState
-from overlord.plan_owner import owner_alive, owner_of
+from overlord.plan import DispatchPlan, PlanState
+from overlord.plan_owner import owner_of
+from overlord.rollback import fail
 from overlord.wiring import plan_store as store_for  # the plan store's factory, by its old name
 
 if TYPE_CHECKING:
@@ -154,77 +155,10 @@ def rollback(
     """Start (or restart) the rollback of a plan and follow it to its end."""
     store = store_for(config)
     plan = store.load(plan_id)
-    if not owner_alive(plan.owner):
-        for step in plan.steps:
-            if step.state is StepState.RUNNING:
-                store.finish(
-                    plan_id, step.id, StepState.FAILED, error="interrupted: its process died"
-                )
     with wiring.executor(config) as executor:
         if plan.state is not PlanState.FAILING:
-            from overlord.rollback import fail
-
             if not fail(config, plan_id, cancelled=cancelled):
                 return store.load(plan_id)
         store.update_doc(plan_id, owner=owner_of(executor.embedded))
         executor.run_rollback(plan_id)
         return wait(config, plan_id, follow=follow)
-
-
-# --- plan commands ------------------------------------------------------------
-
-
-def resume(
-    config: Config, plan_id: str, *, follow: Follow | None = None, detach: bool = False
-) -> DispatchPlan:
-    """Finish a plan whose run stopped (a crash, a killed worker, a failed push)."""
-    store = store_for(config)
-    plan = store.load(plan_id)
-    if plan.state is PlanState.FAILING:
-        return rollback(config, plan.id, follow=follow)
-    if plan.state is PlanState.FAILED and plan.push_approved:
-        failed_push = [
-            s for s in plan.steps if s.kind is ActionKind.PUSH and s.state is StepState.FAILED
-        ]
-        if failed_push:
-            for step in failed_push:
-                store.set_step_state(plan.id, step.id, StepState.PENDING)
-            return push(config, plan.id, follow=follow, detach=detach)
-    if plan.state in (PlanState.QUEUED, PlanState.RUNNING):
-        if plan.owner.get("embedded") and owner_alive(plan.owner):
-            raise PlanError(
-                f"plan {plan.id} is still running in process {plan.owner.get('pid')}",
-                f"wait for it, or stop that process first; `overlord plans show {plan.id}`",
-            )
-        if not owner_alive(plan.owner):
-            store.reset_unfinished(plan.id)
-        return run(config, plan.id, follow=follow, detach=detach)
-    if plan.state.waiting:
-        raise PlanError(f"plan {plan.id} waits for approval", f"run `overlord approve {plan.id}`")
-    raise PlanError(f"plan {plan.id} is {plan.state.value}: there is nothing to resume")
-
-
-def cancel(config: Config, plan_id: str, *, follow: Follow | None = None) -> DispatchPlan:
-    """Stop a plan and roll back what it did."""
-    store = store_for(config)
-    plan = store.load(plan_id)
-    if plan.state is PlanState.PENDING:
-        lifecycle.move(store, plan.id, Move.CANCEL_PROPOSAL, error="cancelled")
-        return store.load(plan.id)
-    pushed = [
-        s.project or s.id
-        for s in plan.steps
-        if s.kind is ActionKind.PUSH and s.state is StepState.SUCCEEDED
-    ]
-    if pushed:
-        raise PlanError(
-            f"plan {plan.id} already pushed {', '.join(pushed)} to the remote: a rollback would "
-            "leave local and remote apart",
-            f"fix what failed and `overlord resume {plan.id}`, or revert by hand",
-        )
-    acted = any(s.state is StepState.SUCCEEDED and s.undo for s in plan.steps)
-    if plan.state is PlanState.REJECTED and not acted:
-        raise PlanError(f"plan {plan.id} is rejected and changed nothing: nothing to cancel")
-    if plan.state.terminal and plan.state not in (PlanState.FAILED, PlanState.REJECTED):
-        raise PlanError(f"plan {plan.id} is {plan.state.value}: there is nothing to cancel")
-    return rollback(config, plan.id, cancelled=True, follow=follow)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from overlord import defaults, dispatching, planner, runner, wiring
+from overlord import defaults, dispatching, planner, recovery, runner, wiring
 from overlord.config import ActionKind
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
 from overlord.tasks.executor import CeleryExecutor
@@ -103,7 +103,7 @@ def test_cancel_rolls_back_a_plan_left_failed(env: Env) -> None:
     left = runner.run(config, plan.id)
     assert left.state is PlanState.FAILED
     assert git(tools, "tag", "--list", "v9.1.0") == "v9.1.0"
-    cancelled = runner.cancel(config, plan.id)
+    cancelled = recovery.cancel(config, plan.id)
     assert cancelled.state is PlanState.CANCELLED, (cancelled.state, cancelled.notes)
     assert git(tools, "tag", "--list", "v9.1.0") == ""
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from overlord import dispatching, lifecycle, rollback, runner, wiring
+from overlord import dispatching, lifecycle, recovery, rollback, wiring
 from overlord.config import ActionKind, Config
 from overlord.errors import PlanError
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState, now
@@ -124,6 +124,6 @@ def test_resume_finishes_a_plan_whose_process_died(store: MemoryPlanStore) -> No
     store.update_doc(plan.id, owner=dead)
     store.claim(plan.id, "s1", "dead-worker")
     with wiring.replaced_executor(InlineExecutor):
-        done = runner.resume(config(), plan.id)
+        done = recovery.resume(config(), plan.id)
     assert done.state is PlanState.SUCCEEDED
     assert done.step("s1").attempts == 2 and done.step("s1").worker == "inline"

@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
     def _act(
         action: str, plan_id: str, json_out: bool, config_path: str | None, detach: bool = False
     ) -> int:
-        from overlord import dispatching, runner
+        from overlord import dispatching, recovery
         from overlord.cli.progress import Progress, report, settle_push
 
         config = load_config(config_path)
@@ -112,9 +112,9 @@ def register(app: typer.Typer) -> None:
             if action == "approve":
                 plan = dispatching.approve(config, plan_id, follow=progress, detach=detach)
             elif action == "resume":
-                plan = runner.resume(config, plan_id, follow=progress, detach=detach)
+                plan = recovery.resume(config, plan_id, follow=progress, detach=detach)
             else:
-                plan = runner.cancel(config, plan_id, follow=progress)
+                plan = recovery.cancel(config, plan_id, follow=progress)
         plan = settle_push(config, plan, detach=detach, json_out=json_out)
         return report(plan, json_out)
 
