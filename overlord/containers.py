@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from overlord import minion_job
+from overlord import defaults, minion_job
 from overlord.config import Config
 from overlord.errors import ConfigError, SandboxUnavailable
 from overlord.git import Git
@@ -44,8 +44,6 @@ log = logging.getLogger(__name__)
 
 WORK_DIR, RELAY_DIR = "/work", "/relay"
 FALLBACK_UID = 1000  # the image's "minion" user, used when the repo belongs to root
-PING_TIMEOUT = 1.0
-KILL_GRACE = 15.0
 __all__ = [
     "DockerBackend",
     "MinionResult",
@@ -108,7 +106,7 @@ def docker_client(config: Config, *, timeout: float = 60) -> Any:
 
 def engine_answers(config: Config) -> bool:
     try:
-        client = docker_client(config, timeout=PING_TIMEOUT)
+        client = docker_client(config, timeout=defaults.DOCKER_PING_TIMEOUT)
         with contextlib.closing(client):
             return bool(client.ping())
     except Exception:  # docker-py missing, bad URL, no engine: all mean "no docker"
@@ -237,7 +235,7 @@ def _run_container(kwargs: dict[str, Any], config: Config, timeout: float) -> Ru
                 with contextlib.suppress(docker.errors.APIError):
                     container.kill()
                 with contextlib.suppress(docker.errors.APIError, requests.RequestException):
-                    container.wait(timeout=KILL_GRACE)
+                    container.wait(timeout=defaults.CONTAINER_KILL_GRACE)
             # one call for both streams (the OVERLORD_RESULT line is found among them)
             logs = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
         finally:

@@ -23,11 +23,9 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from overlord import schema
+from overlord import defaults, schema
 from overlord.errors import ConfigError
 
-#: Seconds a SQLite connection waits for a lock before giving up.
-SQLITE_BUSY_TIMEOUT = 30
 #: Key of the PostgreSQL advisory lock that serialises schema creation.
 _PG_SCHEMA_LOCK = 0x0E7_10D
 
@@ -80,7 +78,10 @@ def make_engine(url: str) -> Engine:
         kwargs["pool_pre_ping"] = True  # a server may drop idle connections; a file does not
     else:
         database = parsed.database or ""
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT}
+        kwargs["connect_args"] = {
+            "check_same_thread": False,
+            "timeout": defaults.SQLITE_BUSY_TIMEOUT,
+        }
         if database in ("", ":memory:"):
             from sqlalchemy.pool import StaticPool
 
@@ -114,23 +115,23 @@ def _use_wal(cursor: Any) -> None:
     import sqlite3
     import time
 
-    for attempt in range(50):
+    for attempt in range(defaults.SQLITE_WAL_ATTEMPTS):
         try:
             if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
                 return
             cursor.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == 49:
+            if "locked" not in str(exc) or attempt == defaults.SQLITE_WAL_ATTEMPTS - 1:
                 raise
-            time.sleep(0.02)
+            time.sleep(defaults.SQLITE_WAL_RETRY)
 
 
 def configure_sqlite(dbapi_connection: Any) -> None:
     """Settings of every SQLite connection we open (SQLAlchemy's and ``overlord.hotpath``'s)."""
     dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT * 1000}")
+    cursor.execute(f"PRAGMA busy_timeout = {defaults.SQLITE_BUSY_TIMEOUT * 1000}")
     # WAL + NORMAL: a commit survives any process crash (SIGKILL included); only a
     # power loss may drop the last commits. Saves an fsync per transaction.
     cursor.execute("PRAGMA synchronous = NORMAL")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
-from overlord import approval, lifecycle, planner, runner
+from overlord import approval, defaults, lifecycle, planner, runner
 from overlord.approval import Verdict
 from overlord.bad_input import preflight
 from overlord.config import Config
@@ -219,7 +219,7 @@ def scheduled(
 def _pending_for(config: Config, schedule: str) -> str | None:
     """The id of this entry's proposal that still waits for a person, if any."""
     store = plan_store(config)
-    for row in store.list_plans("pending", limit=200):
+    for row in store.list_plans("pending", limit=defaults.PENDING_PLANS_SCANNED):
         if store.load(row["id"]).options.get("schedule") == schedule:
             return str(row["id"])
     return None

@@ -2,9 +2,9 @@
 
 When a plan settles, every step that ran to success teaches the expected duration of
 its kind on its project: an exponentially weighted mean of recent runs (the newest
-weighs ``ALPHA``). A new plan's steps take the remembered value as their ``estimate``
-(source ``remembered``); with nothing remembered they keep the planner's constant for
-their kind (source ``default``). The compiler orders lines and the slots take steps by
+weighs ``defaults.DURATION_WEIGHT``). A new plan's steps take the remembered value as
+their ``estimate`` (source ``remembered``); with nothing remembered they keep the
+planner's constant for their kind (source ``default``). The compiler orders lines and the slots take steps by
 these estimates, and ``dispatch --dry-run`` / ``plans show`` print them.
 """
 
@@ -14,15 +14,13 @@ import logging
 
 from sqlalchemy import select, tuple_
 
-from overlord import db, schema
+from overlord import db, defaults, schema
 from overlord.config import ActionKind, Config
 from overlord.kinds import registry as kind_registry
 from overlord.plan import DispatchPlan, StepState
 
 log = logging.getLogger(__name__)
 
-#: Weight of the newest run in the mean (the rest is what was remembered).
-ALPHA = 0.5
 REMEMBERED = "remembered"
 DEFAULT = "default"
 #: The plan option recording ``max_concurrent_steps`` when it was planned.
@@ -97,7 +95,8 @@ def learn(url: str, plan: DispatchPlan) -> None:
                     table.update()
                     .where((table.c.project == key[0]) & (table.c.kind == key[1]))
                     .values(
-                        seconds=ALPHA * mean + (1 - ALPHA) * before,
+                        seconds=defaults.DURATION_WEIGHT * mean
+                        + (1 - defaults.DURATION_WEIGHT) * before,
                         runs=count + len(seconds),
                         updated_at=now,
                     )

@@ -6,17 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from overlord import defaults
 from overlord.config import Config
 from overlord.plan import DispatchPlan
 from overlord.wiring import plan_store
-
-#: Seconds between two reads of the whole plan while following it (progress display).
-POLL = 0.1
-#: Seconds between two looks for lost workers' steps while following a distributed plan.
-TICK = 5.0
-#: Seconds between two reads of the plan's state while waiting for it to settle (a
-#: transition made in this process, by an in-process worker, ends the wait at once).
-STATE_POLL = 0.02
 
 Follow = Callable[[DispatchPlan], None]
 
@@ -31,7 +24,7 @@ def wait(
 ) -> DispatchPlan:
     """Read the plan until it settles (a terminal state, or waiting for a person).
 
-    ``tick`` runs every ``TICK`` seconds meanwhile; the lines it returns are passed to
+    ``tick`` runs every ``defaults.FOLLOW_TICK`` seconds meanwhile; the lines it returns are passed to
     ``follow.notice`` when the follower has one (the CLI prints them)."""
     assert config.state_url
     store = plan_store(config)
@@ -40,20 +33,20 @@ def wait(
     shown = 0.0
     ticked = time.monotonic()
     while True:
-        if tick is not None and time.monotonic() - ticked >= TICK:
+        if tick is not None and time.monotonic() - ticked >= defaults.FOLLOW_TICK:
             ticked = time.monotonic()
             _tick(tick, getattr(follow, "notice", None))
         # the plan's state is one cheap read; the whole plan is loaded for ``follow`` at
-        # most every POLL seconds (and once at the end)
+        # most every defaults.FOLLOW_POLL seconds (and once at the end)
         state = store.state(plan_id)
         settled = state.terminal or state.waiting
         late = deadline is not None and time.monotonic() > deadline
-        if follow and (settled or late or time.monotonic() - shown >= POLL):
+        if follow and (settled or late or time.monotonic() - shown >= defaults.FOLLOW_POLL):
             follow(store.load(plan_id))
             shown = time.monotonic()
         if settled or late:
             return store.load(plan_id)
-        store.wait_for_transition(STATE_POLL)
+        store.wait_for_transition(defaults.FOLLOW_STATE_POLL)
 
 
 def _tick(tick: Callable[[], list[str]], notice: Callable[[str], None] | None) -> None:

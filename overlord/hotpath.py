@@ -27,7 +27,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Executable
 
-from overlord import db
+from overlord import db, defaults
 
 _DIALECT = sqlite.dialect(paramstyle="named")
 _local = threading.local()
@@ -92,10 +92,6 @@ class Writer:
         return prepared.rows(self._cursor) if prepared.columns else []
 
 
-#: Connections a thread keeps open (one per database it used last); more are closed.
-KEEP = 4
-
-
 def _connection(url: str) -> sqlite3.Connection:
     """This thread's connection to the SQLite database at ``url`` (schema ensured)."""
     connections: dict[str, tuple[int, sqlite3.Connection]] | None
@@ -109,12 +105,12 @@ def _connection(url: str) -> sqlite3.Connection:
         engine = db.engine_for(url)
         db.ensure_schema(engine)
         conn = sqlite3.connect(
-            engine.url.database or "", timeout=db.SQLITE_BUSY_TIMEOUT, check_same_thread=False
+            engine.url.database or "", timeout=defaults.SQLITE_BUSY_TIMEOUT, check_same_thread=False
         )
         db.configure_sqlite(conn)
         generation = db.generation()
     connections[url] = (generation, conn)  # most recently used last
-    while len(connections) > KEEP:
+    while len(connections) > defaults.SQLITE_CONNECTIONS_KEPT:
         connections.pop(next(iter(connections)))[1].close()
     return conn
 

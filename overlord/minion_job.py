@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from overlord import defaults
 from overlord.config import Config
 from overlord.errors import PlanError, RepoNotFound
 from overlord.git import Git
@@ -24,7 +25,6 @@ from overlord.minion_result import MinionResult, redacted
 from overlord.relay import ModelRelay
 
 REQUIRED = ("repo", "branch", "instruction", "endpoint", "model")
-RELAY_MARGIN = 5.0  # the minion waits this much longer than the relay waits on the model
 
 
 @dataclass
@@ -61,7 +61,7 @@ def prepare(
     # the minion should stop on its own a little before the hard kill
     prepared.setdefault("max_seconds", max(1.0, timeout - min(10.0, timeout * 0.1)))
     wait = float(prepared.get("request_timeout") or 120)
-    prepared["request_timeout"] = wait + RELAY_MARGIN
+    prepared["request_timeout"] = wait + defaults.MINION_RELAY_MARGIN
     key = secrets.get(key_env, "") if key_env else ""
     if key_env and not key:
         reason = f"environment variable {key_env} is not set; export the model's API key in it"

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from overlord import defaults
 
 RESULT_PREFIX = "OVERLORD_RESULT "
-MAX_RESULT = 1024 * 1024  # bytes of a result file
 
 
 class Run(NamedTuple):  # how a minion process or container ended
@@ -57,7 +56,7 @@ class NotRegular(OSError):
     """The path is a link, a FIFO, a device or a directory: not read."""
 
 
-def read_untrusted(root: Path, relative: str, limit: int = MAX_RESULT) -> bytes:
+def read_untrusted(root: Path, relative: str, limit: int = defaults.MINION_RESULT_MAX) -> bytes:
     """Read ``root/relative`` without following any link below ``root`` (``root`` itself
     is ours). Raises OSError when it is missing, not a regular file, or over ``limit``."""
     parts = [p for p in relative.split("/") if p]

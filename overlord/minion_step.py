@@ -51,8 +51,6 @@ ENDPOINT_FAILURE = re.compile(
     r"|model request to \S+ timed out"
     r"|cannot reach model endpoint",
 )
-#: Seconds a retry on the fallback needs at least; with less left the step just fails.
-MIN_RETRY_SECONDS = 5.0
 
 
 def endpoint_failure(reason: str | None) -> bool:
@@ -286,7 +284,7 @@ def _run(ctx: Context, undo: Undo) -> str:
         if not endpoint_failure(reason) or attempts > 1:
             raise StepFailed(failure, output=result.logs_tail)
         health[choice.endpoint] = mark_unhealthy(cache, choice.endpoint, _short(reason))
-        if deadline - time.monotonic() < MIN_RETRY_SECONDS:
+        if deadline - time.monotonic() < defaults.MINION_MIN_RETRY:
             raise StepFailed(
                 f"{failure}; no time left to retry on a fallback", output=result.logs_tail
             )

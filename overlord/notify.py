@@ -20,13 +20,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from overlord import defaults
 from overlord.config import Config, Webhook
 from overlord.plan import DispatchPlan, PlanState
 
 #: state database URL → the configuration whose webhooks its plans notify (this process)
 _INSTALLED: dict[str, Config] = {}
-#: Longest reason sent (one line, cut with an ellipsis).
-MAX_REASON = 200
 
 
 def install(config: Config) -> None:
@@ -79,7 +78,7 @@ class Facts:
     reason: str | None = None
 
 
-def one_line(text: str, limit: int = MAX_REASON) -> str:
+def one_line(text: str, limit: int = defaults.NOTIFY_MAX_REASON) -> str:
     from overlord.terminal import one_line as shown
 
     first = next((line for line in text.splitlines() if line.strip()), "")

@@ -20,6 +20,7 @@ import os
 import subprocess
 from collections.abc import Mapping
 
+from overlord import defaults
 from overlord.errors import BadRefName
 
 #: Variables that make git act on another repository, index, object store or namespace
@@ -67,7 +68,7 @@ def _branch_name_ok(name: str) -> bool:
             errors="replace",
             env=without_repository_vars(os.environ),
             cwd="/",  # outside any repository: ``@{-1}`` cannot be expanded
-            timeout=30,
+            timeout=defaults.REF_CHECK_TIMEOUT,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -106,7 +107,7 @@ def _tag_name_ok(name: str) -> bool:
             capture_output=True,
             env=without_repository_vars(os.environ),
             cwd="/",
-            timeout=30,
+            timeout=defaults.REF_CHECK_TIMEOUT,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -33,15 +33,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from overlord import defaults
+
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "model.sock"
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 MODEL_PATHS = ("/v1/models", "/models")
-MAX_REQUEST = 4 * 1024 * 1024  # bytes of one chat request (the whole conversation)
-MAX_RESPONSE = 4 * 1024 * 1024  # bytes of one answer
-MAX_MODEL_LISTS = 3
-SHUTDOWN_POLL = 0.02  # seconds: how soon the relay stops once the run is over
 
 
 @dataclass
@@ -71,8 +69,8 @@ class ModelRelay:
     name: str = "model"  # the endpoint's name, for messages and the log
     max_calls: int = 20
     timeout: float = 120.0
-    max_request: int = MAX_REQUEST
-    max_response: int = MAX_RESPONSE
+    max_request: int = defaults.RELAY_MAX_REQUEST
+    max_response: int = defaults.RELAY_MAX_RESPONSE
     owner: tuple[int, int] | None = None  # uid/gid that must be able to connect
     calls: list[Call] = field(default_factory=list)
     _dir: Path | None = None
@@ -104,7 +102,7 @@ class ModelRelay:
         if self.owner and os.geteuid() == 0:
             for path in (self._dir, self.socket_path):
                 os.chown(path, *self.owner)
-        serve = functools.partial(server.serve_forever, poll_interval=SHUTDOWN_POLL)
+        serve = functools.partial(server.serve_forever, poll_interval=defaults.RELAY_SHUTDOWN_POLL)
         threading.Thread(target=serve, name="model-relay", daemon=True).start()
         return self
 
@@ -132,7 +130,7 @@ class ModelRelay:
             if method == "POST" and self.chat_calls >= self.max_calls:
                 return 429, f"max_turns ({self.max_calls}) model calls used up"
             lists = sum(1 for c in self.calls if c.forwarded and c.method == "GET")
-            if method == "GET" and lists >= MAX_MODEL_LISTS:
+            if method == "GET" and lists >= defaults.RELAY_MAX_MODEL_LISTS:
                 return 429, f"the model list was already asked {lists} times"
         return None
 

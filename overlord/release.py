@@ -26,7 +26,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from overlord import metadata
+from overlord import defaults, metadata
 from overlord.bad_input import check_repo
 from overlord.config import ActionKind, Config, ProjectConfig
 from overlord.errors import GitError, MetadataError, VersionError
@@ -35,9 +35,6 @@ from overlord.graph import DependencyGraph
 from overlord.plan import DispatchPlan
 from overlord.plan_builder import PlanBuilder
 from overlord.registry import Registry
-
-#: Seconds allowed for ``git ls-remote`` when checking that the tag is not on the remote.
-REMOTE_CHECK_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,7 @@ def _remote_has_tag(git: Git, remote: str, tag: str) -> bool:
         name = git.remote_named(remote)
         if name is None:
             return False
-        probe = Git(git.path, timeout=REMOTE_CHECK_TIMEOUT)
+        probe = Git(git.path, timeout=defaults.REMOTE_TAG_CHECK_TIMEOUT)
         return f"refs/tags/{tag}" in probe.ls_remote(name)
     except GitError:
         return False

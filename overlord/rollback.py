@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from overlord import lifecycle
+from overlord import defaults, lifecycle
 from overlord.checkout import restore_branches
 from overlord.config import ActionKind, Config
 from overlord.errors import OverlordError
@@ -83,10 +83,6 @@ def undo(config: Config, plan_id: str, step_id: str) -> dict[str, Any]:
     return {"step": step_id, "state": "undone", "message": message}
 
 
-#: Seconds past its timeout after which a running step counts as lost with its worker.
-LOST_MARGIN = 60
-
-
 def running_steps(config: Config, plan_id: str) -> list[str]:
     """Steps still running; one running far past its timeout is marked failed (lost)."""
     assert config.state_url
@@ -97,7 +93,7 @@ def running_steps(config: Config, plan_id: str) -> list[str]:
         if step.state is not StepState.RUNNING:
             continue
         started = step.started_at
-        if started and (now() - started).total_seconds() > step.timeout + LOST_MARGIN:
+        if started and (now() - started).total_seconds() > step.timeout + defaults.LOST_STEP_MARGIN:
             store.finish(
                 plan_id, step.id, StepState.FAILED, error="lost: its worker stopped answering"
             )

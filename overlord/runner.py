@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from overlord import approval, lifecycle, tested, wiring
+from overlord import approval, defaults, lifecycle, tested, wiring
 from overlord.checkout import head_name
 from overlord.config import Config
 from overlord.errors import OverlordError, PlanError
@@ -46,7 +46,7 @@ def _record_branches(config: Config, plan: DispatchPlan) -> dict[str, str | None
             return None
 
     if len(wanted) > 1:
-        with ThreadPoolExecutor(max_workers=min(8, len(wanted))) as pool:
+        with ThreadPoolExecutor(max_workers=min(defaults.BRANCH_READ_THREADS, len(wanted))) as pool:
             branches.update(zip(wanted, pool.map(head, wanted), strict=True))
     else:
         branches.update((p, head(p)) for p in wanted)
@@ -91,7 +91,7 @@ def run(
 
 
 def _recovery(executor: Executor, config: Config, plan_id: str) -> Callable[[], list[str]] | None:
-    """Distributed: what the following ``dispatch`` does every ``TICK`` seconds: re-send
+    """Distributed: what the following ``dispatch`` does every ``defaults.FOLLOW_TICK`` seconds: re-send
     the steps of lost workers (``Executor.recover``); the lines to show are every re-send
     of the plan not shown yet, by whoever noticed first (this process or a worker)."""
     if executor.embedded:

@@ -246,7 +246,7 @@ def scan(
         return []
     days = config.dispatch.stale_branch_days
     now = datetime.now(UTC)
-    workers = max_workers or min(32, len(selected))
+    workers = max_workers or min(defaults.SCAN_THREADS, len(selected))
     if workers <= 1 or len(selected) == 1:
         return [scan_project(n, p, days, fetch=fetch, now=now) for n, p in selected]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overlord-scan") as pool:

@@ -24,14 +24,13 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from overlord import defaults
+
 if TYPE_CHECKING:
     from overlord.config import Config
 
 #: Shown in place of a secret.
 MASK = "***"
-#: Secret values shorter than this are not searched for in texts (they would match
-#: ordinary words); they are still removed from project commands' environment.
-MIN_SECRET = 4
 #: Variables that always hold a secret (Compose's credentials, the broker URL override).
 SECRET_ENV = frozenset({"REDIS_PASSWORD", "FLOWER_BASIC_AUTH", "OVERLORD_BROKER_URL"})
 
@@ -99,7 +98,9 @@ def known_values(config: Config | None = None) -> list[str]:
             values.add(password)
     if "FLOWER_BASIC_AUTH" in os.environ:  # user:password — the password alone, too
         values |= {p.partition(":")[2] for p in os.environ["FLOWER_BASIC_AUTH"].split(",")}
-    return sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True)
+    return sorted(
+        (v for v in values if len(v) >= defaults.SECRET_MIN_LENGTH), key=len, reverse=True
+    )
 
 
 #: Proxy variables git itself may need to reach a remote (kept for git, see ``keep``).

@@ -13,8 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-#: Most characters ``one_line`` keeps by default (a project name in a display name).
-NAME_LIMIT = 40
+from overlord import defaults
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -31,7 +30,7 @@ def clean(text: str) -> str:
     return _CONTROL.sub(_escape, text.replace("\r\n", "\n"))
 
 
-def one_line(text: str, limit: int = NAME_LIMIT) -> str:
+def one_line(text: str, limit: int = defaults.DISPLAY_NAME_LIMIT) -> str:
     """``text`` safe to print in one line: control/format characters dropped, runs of
     white space as one space, at most ``limit`` characters (cut with an ellipsis)."""
     kept = "".join(

@@ -1,6 +1,6 @@
 """The background sender of plan notifications: one thread per delivery, a POST with the
-standard library (``urllib``), ``TIMEOUT`` seconds per attempt, ``ATTEMPTS`` attempts
-with backoff, and each outcome recorded on the plan as a ``notify`` event (which
+standard library (``urllib``), ``defaults.WEBHOOK_TIMEOUT`` seconds per attempt,
+``defaults.WEBHOOK_ATTEMPTS`` attempts with backoff, and each outcome recorded on the plan as a ``notify`` event (which
 ``overlord plans show`` lists). Nothing here is ever raised to the plan.
 
 A process that made a transition must not exit with a delivery in flight unrecorded:
@@ -20,18 +20,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
-from overlord import notify
+from overlord import defaults, notify
 from overlord.config import Config, Webhook
 from overlord.plan import PlanState
-
-#: Seconds one attempt may take.
-TIMEOUT = 5.0
-#: Attempts per delivery.
-ATTEMPTS = 3
-#: Seconds to wait before the 2nd, 3rd ... attempt.
-BACKOFF = (1.0, 2.0)
-#: Seconds a process waits at exit for deliveries still in flight.
-EXIT_WAIT = 10.0
 
 _lock = threading.Lock()
 _inflight: set[Delivery] = set()
@@ -112,13 +103,13 @@ class Delivery:
 
 
 def post(url: str, body: dict[str, object], label: str, delivery: Delivery | None = None) -> Result:
-    """POST ``body`` as JSON to ``url``: up to ``ATTEMPTS`` attempts with backoff. The
+    """POST ``body`` as JSON to ``url``: up to ``defaults.WEBHOOK_ATTEMPTS`` attempts with backoff. The
     result names the webhook by ``label`` and never holds the URL."""
     if not url.startswith(("http://", "https://")):
         return Result(label, False, "not an http:// or https:// URL")
     data = json.dumps(body).encode()
     problem = ""
-    for attempt in range(1, ATTEMPTS + 1):
+    for attempt in range(1, defaults.WEBHOOK_ATTEMPTS + 1):
         if delivery is not None:
             delivery.attempt = attempt
         request = urllib.request.Request(
@@ -128,12 +119,15 @@ def post(url: str, body: dict[str, object], label: str, delivery: Delivery | Non
             headers={"Content-Type": "application/json", "User-Agent": "overlord-notify"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            with urllib.request.urlopen(request, timeout=defaults.WEBHOOK_TIMEOUT) as response:
                 response.read(1024)
                 status = response.status
             if 200 <= status < 300:
                 return Result(
-                    label, True, f"HTTP {status}, attempt {attempt} of {ATTEMPTS}", attempt
+                    label,
+                    True,
+                    f"HTTP {status}, attempt {attempt} of {defaults.WEBHOOK_ATTEMPTS}",
+                    attempt,
                 )
             problem = f"HTTP {status}"
         except urllib.error.HTTPError as exc:
@@ -143,14 +137,19 @@ def post(url: str, body: dict[str, object], label: str, delivery: Delivery | Non
         except (OSError, http.client.HTTPException, ValueError) as exc:
             problem = _reason(exc)
         problem = problem.replace(url, "<url>")
-        if attempt < ATTEMPTS:
-            time.sleep(BACKOFF[min(attempt, len(BACKOFF)) - 1])
-    return Result(label, False, f"{problem} after {ATTEMPTS} attempts", ATTEMPTS)
+        if attempt < defaults.WEBHOOK_ATTEMPTS:
+            time.sleep(defaults.WEBHOOK_BACKOFF[min(attempt, len(defaults.WEBHOOK_BACKOFF)) - 1])
+    return Result(
+        label,
+        False,
+        f"{problem} after {defaults.WEBHOOK_ATTEMPTS} attempts",
+        defaults.WEBHOOK_ATTEMPTS,
+    )
 
 
 def _reason(reason: object) -> str:
     if isinstance(reason, TimeoutError):
-        return f"no answer within {TIMEOUT:.0f} s"
+        return f"no answer within {defaults.WEBHOOK_TIMEOUT:.0f} s"
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror
     if isinstance(reason, http.client.RemoteDisconnected):
@@ -193,7 +192,7 @@ def wait_idle(timeout: float) -> bool:
         return not _inflight
 
 
-def drain(timeout: float = EXIT_WAIT) -> int:
+def drain(timeout: float = defaults.WEBHOOK_EXIT_WAIT) -> int:
     """Wait up to ``timeout`` seconds for this process's deliveries; record each one still
     in flight as not delivered. Returns how many were cut short."""
     wait_idle(timeout)
@@ -205,7 +204,7 @@ def drain(timeout: float = EXIT_WAIT) -> int:
             Result(
                 delivery.label,
                 False,
-                f"the process exited during attempt {max(1, delivery.attempt)} of {ATTEMPTS}",
+                f"the process exited during attempt {max(1, delivery.attempt)} of {defaults.WEBHOOK_ATTEMPTS}",
                 delivery.attempt,
             )
         )

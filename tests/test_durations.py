@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from overlord import durations
+from overlord import defaults, durations
 from overlord.config import ActionKind
 from overlord.plan import DispatchPlan, DispatchStep, StepState, now
 from tests.dispatch_helpers import cli
@@ -50,7 +50,9 @@ def test_learn_keeps_a_weighted_mean_per_project_and_kind(tmp_path: Path) -> Non
     }
     durations.learn(url, DispatchPlan(task="t", steps=[ran("s1", "core", tests, 2.0)]))
     mean = durations.remembered(url, {("core", "run-tests")})[("core", "run-tests")]
-    assert mean == pytest.approx(durations.ALPHA * 2.0 + (1 - durations.ALPHA) * 4.0, abs=0.01)
+    assert mean == pytest.approx(
+        defaults.DURATION_WEIGHT * 2.0 + (1 - defaults.DURATION_WEIGHT) * 4.0, abs=0.01
+    )
 
 
 def test_expect_uses_what_is_remembered_else_the_default(tmp_path: Path, workspace) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from overlord import db, hotpath, store_statements
+from overlord import db, defaults, hotpath, store_statements
 from overlord.config import ActionKind
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
 from overlord.store import Store
@@ -130,10 +130,13 @@ def test_connections_reopen_after_dispose_and_stay_few(tmp_path: Path) -> None:
     assert second is not first
     with pytest.raises(sqlite3.ProgrammingError):
         first.execute("SELECT 1")  # closed
-    others = [f"sqlite:///{tmp_path / f'other{i}.db'}" for i in range(hotpath.KEEP + 2)]
+    others = [
+        f"sqlite:///{tmp_path / f'other{i}.db'}"
+        for i in range(defaults.SQLITE_CONNECTIONS_KEPT + 2)
+    ]
     for other in others:
         hotpath.read(other, store_statements.PLAN_STATE_READ, {"pid": "none"})
-    assert len(hotpath._local.connections) == hotpath.KEEP
+    assert len(hotpath._local.connections) == defaults.SQLITE_CONNECTIONS_KEPT
     with pytest.raises(sqlite3.ProgrammingError):
         second.execute("SELECT 1")  # the least recently used was closed
     assert Store(url).state(plan.id) is PlanState.RUNNING  # and reopens when used again

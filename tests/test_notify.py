@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from overlord import notify, webhooks
+from overlord import defaults, notify, webhooks
 from overlord.config import ActionKind
 from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
 from tests.dispatch_helpers import cli, configure, run_overlord, run_text
@@ -177,7 +177,7 @@ def test_notify_test_sends_a_sample_to_every_webhook(
             ],
         )
         monkeypatch.delenv("OVERLORD_UNSET_HOOK", raising=False)
-        monkeypatch.setattr(webhooks, "BACKOFF", (0.0, 0.0))
+        monkeypatch.setattr(defaults, "WEBHOOK_BACKOFF", (0.0, 0.0))
         res = cli(workspace.config_path, "notify", "--test")
         assert res.code == 1, res.text  # not every webhook answered
         lines = res.out.strip().splitlines()

@@ -141,18 +141,20 @@ def _command_name(info: typer.models.CommandInfo) -> str | None:
 
 def _settle_notifications() -> None:
     """Before the command returns: let webhook deliveries this command started finish
-    (at most ``webhooks.EXIT_WAIT`` s; one still running then is recorded as cut short)."""
+    (at most ``defaults.WEBHOOK_EXIT_WAIT`` s; one still running then is recorded as cut
+    short)."""
     webhooks = sys.modules.get("overlord.webhooks")
     if webhooks is None or not webhooks.pending():
         return
     if not webhooks.wait_idle(1.0):
+        from overlord import defaults
         from overlord.cli.common import err_console
 
         err_console.print(
             f"waiting for {webhooks.pending()} webhook delivery(ies), "
-            f"at most {webhooks.EXIT_WAIT:.0f} s"
+            f"at most {defaults.WEBHOOK_EXIT_WAIT:.0f} s"
         )
-        webhooks.drain(webhooks.EXIT_WAIT - 1.0)
+        webhooks.drain(defaults.WEBHOOK_EXIT_WAIT - 1.0)
 
 
 def entrypoint() -> None:

@@ -17,8 +17,8 @@ def rows(config: Config, *, check_now: bool = False) -> list[dict[str, Any]]:
 
     Health is checked now (all endpoints at once, short timeouts) when ``check_now`` or
     when no record is cached or it is older than ``health_interval``."""
+    from overlord import defaults
     from overlord.routing.check import (
-        SHOW_TIMEOUT,
         cached,
         for_display,
         health_cache,
@@ -29,7 +29,10 @@ def rows(config: Config, *, check_now: bool = False) -> list[dict[str, Any]]:
 
     cache = health_cache(config)
     if check_now:
-        records = {**cached(config, cache), **refresh(config, cache, timeout=SHOW_TIMEOUT)}
+        records = {
+            **cached(config, cache),
+            **refresh(config, cache, timeout=defaults.HEALTH_SHOW_TIMEOUT),
+        }
     else:
         records = for_display(config, cache)
     load = in_flight_now(config)

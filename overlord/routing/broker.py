@@ -18,6 +18,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
+from overlord import defaults
 from overlord.config import Config
 
 if TYPE_CHECKING:
@@ -72,7 +73,11 @@ def client(url: str) -> Redis:
     with _lock:
         found = _clients.get(key)
         if found is None:
-            found = redis.Redis.from_url(key, socket_connect_timeout=5, socket_timeout=30)
+            found = redis.Redis.from_url(
+                key,
+                socket_connect_timeout=defaults.REDIS_CONNECT_TIMEOUT,
+                socket_timeout=defaults.REDIS_SOCKET_TIMEOUT,
+            )
             _clients[key] = found
         return found
 

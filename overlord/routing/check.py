@@ -107,12 +107,11 @@ def at_startup(
     return {**records, **refresh(config, store, timeout=timeout)}
 
 
-#: Seconds a check may take when a person waits for the answer (``overlord models``).
-SHOW_TIMEOUT = 2.0
-
-
 def for_display(
-    config: Config, cache: HealthCache | None = None, *, timeout: float = SHOW_TIMEOUT
+    config: Config,
+    cache: HealthCache | None = None,
+    *,
+    timeout: float = defaults.HEALTH_SHOW_TIMEOUT,
 ) -> dict[str, HealthRecord]:
     """Every endpoint's record for ``overlord models``: the cached one when it is fresh
     (younger than ``health_interval`` and the config), else checked now, all at once."""
@@ -123,10 +122,6 @@ def for_display(
     if not stale:
         return records
     return {**records, **_keep(store, check_many(stale, timeout))}
-
-
-#: Seconds a "down" record is trusted without a second look when nothing else would do.
-RECHECK_AFTER = 5.0
 
 
 def recheck_down(
@@ -142,7 +137,9 @@ def recheck_down(
     down = [
         config.models[name]
         for name, record in records.items()
-        if not record.healthy and record.age(now) > RECHECK_AFTER and name in config.models
+        if not record.healthy
+        and record.age(now) > defaults.HEALTH_RECHECK_AFTER
+        and name in config.models
     ]
     if not down:
         return records

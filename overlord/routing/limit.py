@@ -13,13 +13,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from overlord import wiring
+from overlord import defaults, wiring
 from overlord.config import Config, ModelEndpoint
 from overlord.ports import Slots
-
-#: Seconds between two tries of a waiting call for a slot (with jitter); short, so a freed
-#: slot is taken again quickly (bench/endpoint_limit.py), cheap for Redis (one Lua call).
-SLOT_POLL = 0.02
 
 
 def endpoint_slots(config: Config, endpoint: ModelEndpoint, broker: str | None) -> Slots:
@@ -31,7 +27,7 @@ def endpoint_slots(config: Config, endpoint: ModelEndpoint, broker: str | None) 
         endpoint.concurrent,
         broker=broker,
         lease_seconds=lease_seconds(config),
-        poll=SLOT_POLL,
+        poll=defaults.SLOT_POLL,
     )
 
 

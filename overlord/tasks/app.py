@@ -17,9 +17,6 @@ from celery.signals import worker_process_shutdown
 from overlord import defaults
 from overlord.config import Config
 
-#: Margin added to the longest step timeout for the broker's visibility timeout.
-VISIBILITY_MARGIN = 300
-
 
 def _drain_notifications(**_: Any) -> None:
     """A pool process shutting down (it exits without ``atexit``): let its webhook
@@ -52,7 +49,7 @@ class _NamedAMQP(AMQP):
 def visibility_timeout(config: Config) -> int:
     """Longer than any step may run: a shorter one makes Redis redeliver running steps."""
     longest = config.dispatch.step_timeout_default
-    return max(longest * 2, longest + VISIBILITY_MARGIN, 3600)
+    return max(longest * 2, longest + defaults.VISIBILITY_MARGIN, 3600)
 
 
 def queues(config: Config) -> list[str]:

@@ -23,9 +23,6 @@ from overlord.tasks.compiler import compile_rollback
 from overlord.tasks.names import plan_task_name, step_task_name
 from overlord.tasks.slots import plan_slot
 
-#: Seconds between two checks, by the rollback, that no step of the plan is still running.
-ROLLBACK_POLL = 0.2
-
 
 def _config(task: Task) -> Config:
     config: Config | None = getattr(task.app, "overlord_config", None)
@@ -137,7 +134,7 @@ def register(app: Celery) -> None:
             return refused
         config = _config(self)
         if rollbacks.running_steps(config, plan_id):
-            raise self.retry(countdown=ROLLBACK_POLL)
+            raise self.retry(countdown=defaults.ROLLBACK_POLL)
         assert config.state_url
         plan = plan_store(config).load(plan_id)
         order = rollbacks.undo_order(plan)

@@ -53,7 +53,7 @@ class CeleryExecutor:
         if self.runtime.app is None:
             return []
         try:
-            inspect = self.app.control.inspect(timeout=1.0)
+            inspect = self.app.control.inspect(timeout=defaults.INSPECT_TIMEOUT)
             replies = [inspect.active() or {}, inspect.reserved() or {}]
         except Exception:
             return []  # no answer: nothing is known to hold the plan

@@ -35,8 +35,6 @@ from overlord.plan import PlanState, StepState, now
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two looks, by a worker's watchdog, at the running plans.
-WATCH_EVERY = 10.0
 PREFIX = "overlord:running:"
 
 
@@ -95,7 +93,7 @@ def _still_runs(app: Celery, worker: str | None, plan_id: str, step_id: str) -> 
     if not worker:
         return False
     try:
-        inspect = app.control.inspect(destination=[worker], timeout=1.0)
+        inspect = app.control.inspect(destination=[worker], timeout=defaults.INSPECT_TIMEOUT)
         replies = [inspect.active() or {}, inspect.reserved() or {}]
     except Exception:
         return False
@@ -188,7 +186,7 @@ def _restore(channel: Any, tag: str) -> bool:
 
 
 class Watchdog(threading.Thread):
-    """A worker's (or beat's) look, every ``WATCH_EVERY`` seconds, for lost steps of
+    """A worker's (or beat's) look, every ``defaults.WATCHDOG_INTERVAL`` seconds, for lost steps of
     running plans."""
 
     def __init__(self, app: Celery, config: Config) -> None:
@@ -199,7 +197,7 @@ class Watchdog(threading.Thread):
     def run(self) -> None:
         from overlord.wiring import plan_store
 
-        while not self.stop.wait(WATCH_EVERY):
+        while not self.stop.wait(defaults.WATCHDOG_INTERVAL):
             try:
                 assert self.config.state_url
                 for row in plan_store(self.config).list_plans("running"):

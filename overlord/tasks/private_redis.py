@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from overlord import defaults
 from overlord.errors import BrokerUnavailable
 
 #: Prefix of the servers' directories, under the system's temporary directory (short:
@@ -93,7 +94,7 @@ class PrivateRedis:
             if self.process.poll() is None:
                 self.process.kill()
             try:
-                self.process.wait(timeout=5)
+                self.process.wait(timeout=defaults.EMBEDDED_BROKER_STOP_WAIT)
             except subprocess.TimeoutExpired:
                 pass
             self.process = None

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 from celery._state import _set_task_join_will_block, task_join_will_block
 
+from overlord import defaults
 from overlord.config import Config
 from overlord.errors import BrokerUnavailable
 from overlord.tasks.app import make_app, queues
@@ -34,7 +35,9 @@ if TYPE_CHECKING:
 INPROCESS_WORKER_ENV = "OVERLORD_INPROCESS_WORKER"
 
 
-def idle_queues(app: Celery, wanted: set[str], timeout: float = 1.0) -> list[str]:
+def idle_queues(
+    app: Celery, wanted: set[str], timeout: float = defaults.INSPECT_TIMEOUT
+) -> list[str]:
     """The queues in ``wanted`` that no live worker consumes (asked over the broker)."""
     try:
         replies = app.control.inspect(timeout=timeout).active_queues() or {}
@@ -51,7 +54,8 @@ def check_broker(url: str) -> None:
     from overlord.secrets import mask_url, redact
 
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
+        timeout = defaults.BROKER_CHECK_TIMEOUT
+        redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout).ping()
     except (redis.RedisError, OSError, ValueError) as exc:
         raise BrokerUnavailable(
             f"cannot reach the broker at {mask_url(url)}: {redact(str(exc))}",
@@ -93,7 +97,7 @@ class Runtime:
                 # closing the worker waits for its pending Redis poll (a BRPOP) to time
                 # out: a short poll lets a command end at once instead of ~1 s later (the
                 # private server's clock ticks fast enough to honour 0.02 s)
-                poll = 0.02 if self.embedded else 0.1
+                poll = defaults.WORKER_POLL_EMBEDDED if self.embedded else defaults.WORKER_POLL
                 options = dict(self.app.conf.broker_transport_options or {})
                 self.app.conf.broker_transport_options = {**options, "polling_interval": poll}
                 self._start_worker()
@@ -151,7 +155,7 @@ class Runtime:
                 self.app,
                 concurrency=self.concurrency,
                 queues=queues(self.config),
-                shutdown_timeout=30.0,
+                shutdown_timeout=defaults.WORKER_SHUTDOWN_TIMEOUT,
             )
         )
 
