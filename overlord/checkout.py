@@ -9,6 +9,7 @@ leaves the files as they were; commands it starts are in ``overlord.proc``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -46,9 +47,10 @@ def head_name(git: Git) -> str:
 
 
 @contextmanager
-def on_branch(git: Git, branch: str) -> Iterator[None]:
-    """Check out ``branch`` for the block, then go back to what was checked out."""
-    original = head_name(git)
+def on_branch(git: Git, branch: str, *, current: str | None = None) -> Iterator[None]:
+    """Check out ``branch`` for the block, then go back to what was checked out
+    (``current``, when the caller has just asked, saves asking git again)."""
+    original = current if current is not None else head_name(git)
     if original != branch:
         git.checkout(branch)
     try:
@@ -71,16 +73,28 @@ def commit_or_restore(git: Git, paths: list[str], message: str) -> str:
 
 def restore_branches(config: Config, plan: DispatchPlan) -> list[str]:
     """Check out, in every touched repo, the branch that was checked out before the plan
-    (after it succeeded, and after its rollback); what could not be, one line each."""
-    problems = []
-    for project, original in plan.original_branches.items():
-        if original is None or project not in config.projects:
-            continue
+    (after it succeeded, and after its rollback); what could not be, one line each. The
+    repositories are checked at once: the plan settles only after this, and each one
+    costs a git call or two."""
+    wanted = [
+        (project, original)
+        for project, original in plan.original_branches.items()
+        if original is not None and project in config.projects
+    ]
+
+    def restore(project: str, original: str) -> str | None:
         git = Git(config.projects[project].path)
         try:
             with repo_lock(git.path):
                 if head_name(git) != original:
                     git.checkout(original)
         except OverlordError as exc:
-            problems.append(f"{project}: {exc.message}")
-    return problems
+            return f"{project}: {exc.message}"
+        return None
+
+    if len(wanted) < 2:
+        outcomes = [restore(*item) for item in wanted]
+    else:
+        with ThreadPoolExecutor(min(8, len(wanted)), thread_name_prefix="restore") as pool:
+            outcomes = list(pool.map(lambda item: restore(*item), wanted))
+    return [problem for problem in outcomes if problem is not None]

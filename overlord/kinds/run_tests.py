@@ -40,8 +40,8 @@ def tests_prepare(ctx: Context) -> dict[str, Any]:
 
 def tests_run(ctx: Context, undo: dict[str, Any]) -> str:
     argv = shlex.split(ctx.project.test_command)
-    branch = ctx.params.get("branch") or head_name(ctx.git)
-    with on_branch(ctx.git, branch):
+    current = head_name(ctx.git)
+    with on_branch(ctx.git, ctx.params.get("branch") or current, current=current):
         done = proc.run(
             argv,
             cwd=ctx.project.path,
