@@ -14,12 +14,22 @@ runs) is executed in the same process:
   (the exact code a worker runs), no Celery at all — the cheapest sequential baseline;
 - (also reported) the runner with ``max_concurrent_steps: 1``.
 
-Each run gets a fresh copy of the workspace. The row for ``bench/run_all.py`` compares the
-parallel run with its own critical path: the longest chain of step durations the plan
-recorded (each step's own time, from the state database), so what is measured is the
-scheduling and the runtime around the steps, not the machine. Target: <= 1.15 x. Also
-printed: the same steps' list schedule on ``--limit`` slots (what the limit allows at
-best) and the speed-up over the sequential baseline (whose ceiling is set by the shape).
+Each run gets a fresh copy of the workspace. Two rows for ``bench/run_all.py`` compare the
+parallel run, from the durations the plan recorded (each step's own time, from the state
+database, so what is measured is the scheduling and the runtime around the steps, not the
+machine), with:
+
+- its own critical path: the longest chain of step durations. Issue 14's row 3 is defined
+  on this one (target <= 1.15 x). By shape it cannot be met with the defaults: the N + 1
+  suites at the end run on ``--limit`` slots, so with 6 dependents on 5 slots one suite
+  waits for a free slot whatever the scheduler does;
+- the bound max(critical path, all step durations / ``--limit``), as issue 14's row 1
+  defines its bound (what any scheduler on ``--limit`` slots can reach at best, up to
+  packing); same target, 1.15 x.
+
+Also printed: the same steps' list schedule on ``--limit`` slots (what the limit allows at
+best, packing included) and the speed-up over the sequential baseline (whose ceiling is
+set by the shape).
 """
 
 from __future__ import annotations
@@ -144,6 +154,12 @@ def critical_path(plan: DispatchPlan) -> float:
     return max(done.values(), default=0.0)
 
 
+def work_bound(plan: DispatchPlan, limit: int) -> float:
+    """max(critical path, all recorded step durations / ``limit``): row 1's bound."""
+    total = sum(step.duration or 0.0 for step in plan.steps)
+    return max(critical_path(plan), total / limit)
+
+
 def slot_bound(plan: DispatchPlan, limit: int) -> float:
     """The recorded durations list-scheduled on ``limit`` slots, longest rest first."""
     copy = plan.model_copy(deep=True)
@@ -160,8 +176,8 @@ def _span(plan: DispatchPlan) -> float:
     return (max(ends) - min(starts)).total_seconds()
 
 
-#: (critical path, slot bound) of each parallel run, in order
-BOUNDS: list[tuple[float, float]] = []
+#: (critical path, slot bound, work bound) of each parallel run, in order
+BOUNDS: list[tuple[float, float, float]] = []
 
 
 def run_parallel(config_path: Path, limit: int) -> tuple[float, float]:
@@ -174,7 +190,7 @@ def run_parallel(config_path: Path, limit: int) -> tuple[float, float]:
     elapsed = time.perf_counter() - start
     assert done.state.value == "succeeded", (done.state, done.error)
     if limit > 1:
-        BOUNDS.append((critical_path(done), slot_bound(done, limit)))
+        BOUNDS.append((critical_path(done), slot_bound(done, limit), work_bound(done, limit)))
     return elapsed, _span(done)
 
 
@@ -240,27 +256,44 @@ def main() -> int:
         ),
         "median_critical_path_seconds": round(statistics.median(b[0] for b in BOUNDS), 2),
         "median_slot_bound_seconds": round(statistics.median(b[1] for b in BOUNDS), 2),
+        "median_work_bound_seconds": round(statistics.median(b[2] for b in BOUNDS), 2),
         "each_run_vs_critical_path": [
             round(w / b[0], 2) for w, b in zip(results["parallel"], BOUNDS, strict=True)
         ],
-        "target_vs_critical_path": 1.15,
+        "each_run_vs_work_bound": [
+            round(w / b[2], 2) for w, b in zip(results["parallel"], BOUNDS, strict=True)
+        ],
+        "target": "1.15 x; issue 14 row 3 applies it to the critical path",
     }
     critical = statistics.median(b[0] for b in BOUNDS)
+    bound = statistics.median(b[2] for b in BOUNDS)
     summary["vs_critical_path"] = round(median["parallel"] / critical, 2)
-    summary["meets_target"] = summary["vs_critical_path"] <= 1.15
+    summary["vs_work_bound"] = round(median["parallel"] / bound, 2)
+    summary["meets_target_vs_critical_path"] = summary["vs_critical_path"] <= 1.15
+    summary["meets_target_vs_work_bound"] = summary["vs_work_bound"] <= 1.15
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         for key, value in summary.items():
             print(f"{key:>28}: {value}")
-    result = {
-        "name": f"release ({args.dependents} dependents, limit {args.limit}) vs critical path",
-        "ours": median["parallel"],
-        "baseline": critical,
-        "baseline_name": "its recorded critical path",
-        "target": 1 / 1.15,
-    }
-    print("BENCH-RESULT " + json.dumps(result))  # read by bench/run_all.py
+    shape = f"{args.dependents} dependents, limit {args.limit}"
+    rows = [
+        (f"release ({shape}) vs critical path [row 3's target]", critical, "its critical path"),
+        (
+            f"release ({shape}) vs max(critical path, work/{args.limit})",
+            bound,
+            "row 1's bound, from its recorded steps",
+        ),
+    ]
+    for name, baseline, baseline_name in rows:
+        result = {
+            "name": name,
+            "ours": median["parallel"],
+            "baseline": baseline,
+            "baseline_name": baseline_name,
+            "target": 1 / 1.15,
+        }
+        print("BENCH-RESULT " + json.dumps(result))  # read by bench/run_all.py
     return 0
 
 
