@@ -1,4 +1,4 @@
-"""Coordinated releases (SPEC §4.4): validate everything, then plan every step.
+"""Release (SPEC §4.4): a coordinated release validated entirely, then planned step by step.
 
 ``plan_release`` refuses, before anything changes, a release that cannot work (a bad or
 not-greater version, an existing tag, a dirty or mid-merge repository, a missing branch,
