@@ -89,7 +89,7 @@ fi
 for tier in local cloud; do
     image="overlord-minion-$tier:latest"
     log "building $image"
-    tar -C "$ROOT" -c overlord/minion.py "workers/Dockerfile.$tier" |
+    tar -C "$ROOT" --exclude=__pycache__ -c overlord/minion_runtime "workers/Dockerfile.$tier" |
         docker_ build -q -f "workers/Dockerfile.$tier" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
             -t "$image" - >/dev/null
 done

@@ -69,7 +69,7 @@ def targets(stmt: ast.stmt, current: str, is_package: bool, known: set[str]) -> 
     elif isinstance(stmt, ast.ImportFrom):
         base = resolve(stmt, current, is_package)
         found.add(base)
-        for alias in stmt.names:  # `from overlord import store` loads overlord.store
+        for alias in stmt.names:  # `from overlord import store` loads overlord.adapters.sql.store
             if f"{base}.{alias.name}" in known:
                 found.add(f"{base}.{alias.name}")
     out: set[str] = set()

@@ -32,8 +32,8 @@ DB = 11
 
 
 def noop_plan(task: str):  # type: ignore[no-untyped-def]
-    from overlord.config import ActionKind
-    from overlord.plan import DispatchPlan, DispatchStep
+    from overlord.core.config import ActionKind
+    from overlord.core.plan import DispatchPlan, DispatchStep
 
     steps = []
     for line in range(LINES):
@@ -53,9 +53,9 @@ def noop_plan(task: str):  # type: ignore[no-untyped-def]
 
 
 def run_ours(config_path: Path, runs: int) -> list[float]:
-    from overlord import config as config_module
     from overlord import runner
-    from overlord.plan import PlanState
+    from overlord.core import config as config_module
+    from overlord.core.plan import PlanState
     from overlord.tasks.compiler import compile_plan
     from overlord.tasks.runtime import Runtime
 

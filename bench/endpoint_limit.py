@@ -68,7 +68,7 @@ def _warm() -> None:
     """In a worker: import the step code, read the config and reach the slots' Redis before
     the first task (what a long-running worker has done long before)."""
     if os.environ.get(CONFIG_ENV) and os.environ.get(BROKER_ENV):
-        from overlord import config as config_module
+        from overlord.core import config as config_module
         from overlord.routing.broker import client
         from overlord.routing.limit import slot  # noqa: F401
 
@@ -83,7 +83,7 @@ _warm()
 @app.task(name="bench.minion_like")
 def minion_like(endpoint_name: str) -> float:
     """Hold a slot of the endpoint (as a minion step does) and make one chat request."""
-    from overlord import config as config_module
+    from overlord.core import config as config_module
     from overlord.routing.limit import slot
 
     path = os.environ[CONFIG_ENV]

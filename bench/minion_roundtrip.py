@@ -21,8 +21,8 @@ from pathlib import Path
 from _common import median, report, scratch
 
 from overlord import defaults
-from overlord.config import Config
-from overlord.containers import docker_client, run_minion
+from overlord.adapters.containers.docker import docker_client, run_minion
+from overlord.core.config import Config
 from tests.kit import git
 from tests.openai_server import ScriptedOpenAI
 

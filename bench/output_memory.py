@@ -5,7 +5,7 @@ Run from the repository root:  .venv/bin/python bench/output_memory.py [--megaby
 One project whose test command prints ``--megabytes`` MB (ours) or nothing (baseline);
 ``overlord dispatch "run tests in p" --yes`` runs in a fresh process in embedded mode
 (the in-process worker reads the command's output) and reports its own peak RSS
-(``ru_maxrss``). Commands' output is read into a bounded tail (``overlord.proc``), so the
+(``ru_maxrss``). Commands' output is read into a bounded tail (``overlord.adapters.commands.proc``), so the
 two peaks should differ by little. Target: ours within 20 MB of the baseline (the
 reported "seconds" columns are MB here; target = baseline / (baseline + 20)).
 """

@@ -42,10 +42,10 @@ def build(root: Path, count: int) -> Path:
 
 
 def plan(config_path: Path):  # type: ignore[no-untyped-def]
-    from overlord import config as config_module
-    from overlord import planner
-    from overlord.parser import parse
-    from overlord.registry import Registry
+    from overlord.core import config as config_module
+    from overlord.core import planner
+    from overlord.core.parser import parse
+    from overlord.core.registry import Registry
 
     config = config_module.load(config_path)
     return config, planner.plan_for(
@@ -55,7 +55,7 @@ def plan(config_path: Path):  # type: ignore[no-untyped-def]
 
 def run_ours(config_path: Path) -> tuple[float, float]:
     from overlord import dispatching, runner
-    from overlord.plan import PlanState
+    from overlord.core.plan import PlanState
 
     config, p = plan(config_path)
     dispatching.submit(config, p, dispatching.prepare(config, p))
@@ -70,7 +70,7 @@ def run_ours(config_path: Path) -> tuple[float, float]:
 
 def run_sequential(config_path: Path) -> float:
     from overlord import runner, steps
-    from overlord.plan import PlanState
+    from overlord.core.plan import PlanState
 
     config, p = plan(config_path)
     p.state = PlanState.RUNNING

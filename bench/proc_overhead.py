@@ -1,4 +1,4 @@
-"""Benchmark: what ``overlord.proc.run`` adds to each command (every run-tests step).
+"""Benchmark: what ``overlord.adapters.commands.proc.run`` adds to each command (every run-tests step).
 
 Run from the repository root:  .venv/bin/python bench/proc_overhead.py [--runs 20] [--rounds 5]
 
@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from _common import report
 
-from overlord import proc
+from overlord.adapters.commands import proc
 
 MARGIN_MS = 5.0
 

@@ -48,9 +48,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from overlord.config import Config
-    from overlord.plan import DispatchPlan
-
+    from overlord.core.config import Config
+    from overlord.core.plan import DispatchPlan
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -133,9 +132,9 @@ def build(
 
 def _plan(config_path: Path, limit: int) -> tuple[Config, DispatchPlan]:
     """The release plan, validated and saved as approved (``--yes``)."""
-    from overlord import config as config_module
     from overlord import dispatching
-    from overlord.release import ReleaseOptions, plan_release
+    from overlord.core import config as config_module
+    from overlord.core.release import ReleaseOptions, plan_release
 
     config = config_module.load(config_path)
     config.dispatch.max_concurrent_steps = limit
@@ -196,7 +195,7 @@ def run_parallel(config_path: Path, limit: int) -> tuple[float, float]:
 
 def run_sequential(config_path: Path) -> tuple[float, float]:
     from overlord import runner, steps
-    from overlord.plan import PlanState
+    from overlord.core.plan import PlanState
 
     config, plan = _plan(config_path, 1)
     store = runner.store_for(config)

@@ -46,7 +46,7 @@ def build(root: Path) -> tuple[Path, dict[str, Path]]:
 
 def alone(config_path: Path) -> list[float]:
     """Each suite's command run on its own, as a step runs it (a shell in its repo)."""
-    from overlord import config as config_module
+    from overlord.core import config as config_module
 
     config = config_module.load(config_path)
     times = []
@@ -59,11 +59,12 @@ def alone(config_path: Path) -> list[float]:
 
 def dispatch(config_path: Path) -> tuple[float, float, int]:
     """(wall of runner.run, the plan's step span, remembered estimates used)."""
-    from overlord import config as config_module
-    from overlord import dispatching, planner, runner
-    from overlord.parser import parse
-    from overlord.plan import PlanState
-    from overlord.registry import Registry
+    from overlord import dispatching, runner
+    from overlord.core import config as config_module
+    from overlord.core import planner
+    from overlord.core.parser import parse
+    from overlord.core.plan import PlanState
+    from overlord.core.registry import Registry
 
     config = config_module.load(config_path)
     plan = planner.plan_for(parse("run tests across all projects", Registry(config)), config)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from overlord.config import ActionKind, Config, ProjectConfig
+from overlord.adapters.git.git import Git
+from overlord.core.config import ActionKind, Config, ProjectConfig
+from overlord.core.plan import DispatchPlan
 from overlord.errors import DirtyTree, MissingBranch, PlanError, RepoNotFound
-from overlord.git import Git
 from overlord.kinds import registry as kind_registry
-from overlord.plan import DispatchPlan
 
 #: What a missing branch's error says to do when the caller has nothing better.
 CREATE_BRANCH = "create it or pass another branch"
@@ -80,6 +80,6 @@ def preflight(config: Config, plan: DispatchPlan) -> None:
                     "pick another version, or delete the tag first",
                 )
     if not config.broker_url and any(s.kind is ActionKind.MINION for s in plan.steps):
-        from overlord.containers import choose_backend
+        from overlord.adapters.containers.docker import choose_backend
 
         choose_backend(config)  # no sandbox and no explicit `process`: refused (exit 2)

@@ -3,7 +3,7 @@
 Edits go through ``ruamel.yaml`` round-trip mode, and only the lines an edit changes are
 spliced into the original text: comments, key order, blank lines, quoting and the spacing
 of unrelated sections survive byte for byte. The result is validated with
-``overlord.config.parse`` before it is written (atomically: temp file + ``os.replace``), so
+``overlord.core.config.parse`` before it is written (atomically: temp file + ``os.replace``), so
 a bad edit never lands.
 
 Use the module functions for one edit, or ``ConfigDocument`` for several edits written at
@@ -29,9 +29,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from overlord import config as config_mod
-from overlord.approval import parse_kind
-from overlord.config import ActionKind, Config, Level
+from overlord.core import config as config_mod
+from overlord.core.approval import parse_kind
+from overlord.core.config import ActionKind, Config, Level
 from overlord.errors import ConfigError
 
 

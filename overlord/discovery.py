@@ -14,7 +14,8 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from overlord import defaults, metadata
+from overlord import defaults
+from overlord.core import metadata
 from overlord.errors import ConfigError, OverlordError
 
 _SKIP = {"node_modules", "__pycache__", "site-packages"}
@@ -88,7 +89,7 @@ def _names(paths: list[Path], root: Path) -> list[str]:
 
 
 def _git_facts(item: Discovered) -> None:
-    from overlord.git import Git
+    from overlord.adapters.git.git import Git
 
     git = Git(item.path)
     try:

@@ -21,15 +21,16 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
-from overlord import approval, defaults, lifecycle, planner, runner
-from overlord.approval import Verdict
+from overlord import defaults, lifecycle, runner
 from overlord.bad_input import preflight
-from overlord.config import Config
+from overlord.core import approval, planner
+from overlord.core.approval import Verdict
+from overlord.core.config import Config
+from overlord.core.parser import Intent
+from overlord.core.plan import DispatchPlan, PlanState, StepState
 from overlord.errors import OverlordError, PlanError
 from overlord.following import Follow
 from overlord.lifecycle import Move
-from overlord.parser import Intent
-from overlord.plan import DispatchPlan, PlanState, StepState
 from overlord.wiring import plan_store
 
 #: What a person at hand is asked before a proposed plan runs.

@@ -14,10 +14,11 @@ import logging
 
 from sqlalchemy import select, tuple_
 
-from overlord import db, defaults, schema
-from overlord.config import ActionKind, Config
+from overlord import defaults
+from overlord.adapters.sql import db, schema
+from overlord.core.config import ActionKind, Config
+from overlord.core.plan import DispatchPlan, StepState
 from overlord.kinds import registry as kind_registry
-from overlord.plan import DispatchPlan, StepState
 
 log = logging.getLogger(__name__)
 

@@ -110,7 +110,7 @@ class MetadataError(OverlordError):
 
 
 class KindError(OverlordError):
-    """An action kind module is missing or incomplete (``tests/test_kinds.py`` names what)."""
+    """An action kind module is missing or incomplete (``tests/integration/test_kinds.py`` names what)."""
 
 
 class PushRefused(OverlordError):

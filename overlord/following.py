@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 
 from overlord import defaults
-from overlord.config import Config
-from overlord.plan import DispatchPlan
+from overlord.core.config import Config
+from overlord.core.plan import DispatchPlan
 from overlord.wiring import plan_store
 
 Follow = Callable[[DispatchPlan], None]

@@ -29,8 +29,8 @@ from enum import StrEnum
 from typing import Any
 
 from overlord import notify
-from overlord.config import ActionKind
-from overlord.plan import PlanState, StepState
+from overlord.core.config import ActionKind
+from overlord.core.plan import PlanState, StepState
 from overlord.ports import PlanStore
 
 log = logging.getLogger("overlord.lifecycle")

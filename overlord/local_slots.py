@@ -21,7 +21,6 @@ from overlord.errors import SlotTimeout
 
 if TYPE_CHECKING:
     from overlord.ports import Slots
-
 #: (name, limit) → the slots every thread of this process shares (``LocalSlots.shared``).
 _SHARED: dict[tuple[str, int], LocalSlots] = {}
 _SHARED_LOCK = threading.Lock()

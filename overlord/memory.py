@@ -1,7 +1,7 @@
 """Cross-project memory (SPEC §2 ``overlord memory``): what happened and what was decided.
 
 Entries are short texts with a category, an optional project and a JSON metadata
-document, kept in the state database (``overlord.schema.memories``). ``search`` finds
+document, kept in the state database (``overlord.adapters.sql.schema.memories``). ``search`` finds
 entries by words (SQLite FTS5 when available, else a case-insensitive substring
 match of every word), newest first.
 """
@@ -59,8 +59,8 @@ def remember(
     metadata: dict[str, Any] | None = None,
 ) -> Memory:
     """Store one memory entry and return it."""
-    from overlord import db, schema
-    from overlord.secrets import redact
+    from overlord.adapters.sql import db, schema
+    from overlord.core.secrets import redact
 
     kind = parse_category(category)
     text = redact(content.strip())
@@ -107,7 +107,7 @@ def search(
     from sqlalchemy import Integer, column, select
     from sqlalchemy import text as sql
 
-    from overlord import db, schema
+    from overlord.adapters.sql import db, schema
 
     kind = parse_category(category) if category is not None else None
     table = schema.memories

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from overlord import defaults, wiring
-from overlord.config import ModelEndpoint
+from overlord.adapters.git.git import Git
+from overlord.core.code_work import branch_name
+from overlord.core.config import ModelEndpoint
 from overlord.errors import EndpointUnavailable, GitError, MissingBranch, StepFailed
-from overlord.git import Git
 from overlord.kinds.base import Action, Context, Undo
-from overlord.minions import branch_name
 from overlord.routing import Choice, route
 from overlord.routing.broker import broker_url
 from overlord.routing.check import current, health_cache, in_flight_now
@@ -40,9 +40,8 @@ from overlord.routing.health import HealthCache, mark_unhealthy
 from overlord.routing.limit import slot
 
 if TYPE_CHECKING:
-    from overlord.minion_result import MinionResult
+    from overlord.adapters.containers.result import MinionResult
     from overlord.ports import MinionBackend
-
 log = logging.getLogger(__name__)
 
 #: A minion failure that says the endpoint itself failed (worth a fallback).

@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from overlord import defaults
-from overlord.config import Config, Webhook
-from overlord.plan import DispatchPlan, PlanState
+from overlord.core.config import Config, Webhook
+from overlord.core.plan import DispatchPlan, PlanState
 
 #: state database URL → the configuration whose webhooks its plans notify (this process)
 _INSTALLED: dict[str, Config] = {}
@@ -79,7 +79,7 @@ class Facts:
 
 
 def one_line(text: str, limit: int = defaults.NOTIFY_MAX_REASON) -> str:
-    from overlord.terminal import one_line as shown
+    from overlord.core.terminal import one_line as shown
 
     first = next((line for line in text.splitlines() if line.strip()), "")
     return shown(first, limit)
@@ -88,7 +88,7 @@ def one_line(text: str, limit: int = defaults.NOTIFY_MAX_REASON) -> str:
 def redact(text: str, config: Config) -> str:
     """``text`` without any secret Overlord knows (model API keys, webhook URLs, URL
     passwords)."""
-    from overlord.secrets import redact as redact_secrets
+    from overlord.core.secrets import redact as redact_secrets
 
     return redact_secrets(text, config)
 

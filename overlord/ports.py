@@ -5,7 +5,7 @@ SQLAlchemy. Each port has one factory in ``overlord.wiring`` that picks the real
 implementation, in-memory implementations in ``overlord.testing`` for unit tests, and a
 contract test that every implementation passes (``tests/test_contract_*.py``).
 
-- ``PlanStore``: plans, steps and events (SPEC §4.3); ``overlord.store.Store`` on SQLite
+- ``PlanStore``: plans, steps and events (SPEC §4.3); ``overlord.adapters.sql.store.Store`` on SQLite
   and PostgreSQL.
 - ``Slots``: at most ``limit`` holders at once (a plan's ``max_concurrent_steps``, an
   endpoint's ``concurrent``); ``routing.semaphore.Semaphore`` across every process on a
@@ -22,13 +22,12 @@ from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
-from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState
+from overlord.core.plan import DispatchPlan, DispatchStep, PlanState, StepState
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from overlord.minion_result import MinionResult
-
+    from overlord.adapters.containers.result import MinionResult
 #: What ``PlanStore.gate_view`` answers: the plan's state, its document, and its step rows
 #: (``step_id``, ``state``, ``data``, ``undo``).
 GateView = tuple[str, dict[str, Any], list[dict[str, Any]]]

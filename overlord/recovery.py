@@ -20,11 +20,11 @@ person (``tasks.liveness``: heartbeats, the worker's watchdog and the following
 from __future__ import annotations
 
 from overlord import lifecycle, runner
-from overlord.config import ActionKind, Config
+from overlord.core.config import ActionKind, Config
+from overlord.core.plan import DispatchPlan, PlanState, StepState
 from overlord.errors import PlanError
 from overlord.following import Follow
 from overlord.lifecycle import Move
-from overlord.plan import DispatchPlan, PlanState, StepState
 from overlord.plan_owner import owner_alive
 from overlord.wiring import plan_store
 

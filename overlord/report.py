@@ -1,6 +1,6 @@
 """Telemetry of outcomes (``overlord report``): what ran, how long, how well, why it failed.
 
-Everything comes from the state database (``overlord.db`` plans/steps): every finished
+Everything comes from the state database (``overlord.adapters.sql.db`` plans/steps): every finished
 step has its kind, queue, endpoint, start/end time, state and error; the model is the
 endpoint's ``model`` in the configuration at report time.
 """
@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from overlord import db, defaults, schema
-from overlord.config import Config
+from overlord import defaults
+from overlord.adapters.sql import db, schema
+from overlord.core.config import Config
+from overlord.core.secrets import redact
 from overlord.errors import OverlordError
-from overlord.secrets import redact
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SINCE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)

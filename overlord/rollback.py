@@ -25,13 +25,13 @@ from __future__ import annotations
 from typing import Any
 
 from overlord import defaults, lifecycle
-from overlord.checkout import restore_branches
-from overlord.config import ActionKind, Config
+from overlord.adapters.git.checkout import restore_branches
+from overlord.adapters.git.locks import repo_lock
+from overlord.core.config import ActionKind, Config
+from overlord.core.plan import DispatchPlan, PlanState, StepState, now
 from overlord.errors import OverlordError
 from overlord.kinds import registry as kind_registry
 from overlord.kinds.base import Context
-from overlord.locks import repo_lock
-from overlord.plan import DispatchPlan, PlanState, StepState, now
 from overlord.steps import SOFT_FAIL, remember_outcome, step_project
 from overlord.wiring import plan_store
 

@@ -13,22 +13,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from overlord import approval, defaults, lifecycle, tested, wiring
-from overlord.checkout import head_name
-from overlord.config import Config
+from overlord import defaults, lifecycle, wiring
+from overlord.adapters.git import tested
+from overlord.adapters.git.checkout import head_name
+from overlord.adapters.git.git import Git
+from overlord.core import approval
+from overlord.core.config import Config
+from overlord.core.plan import DispatchPlan, PlanState
 from overlord.errors import OverlordError, PlanError
 from overlord.following import Follow, wait
-from overlord.git import Git
 from overlord.lifecycle import Move
-from overlord.plan import DispatchPlan, PlanState
 from overlord.plan_owner import owner_of
 from overlord.rollback import fail
 from overlord.wiring import plan_store as store_for  # the plan store's factory, by its old name
 
 if TYPE_CHECKING:
     from overlord.ports import Executor
-
-
 # --- running ------------------------------------------------------------------
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from overlord import defaults
-from overlord.config import Config
+from overlord.core.config import Config
+from overlord.core.terminal import one_line
 from overlord.errors import ConfigError
-from overlord.terminal import one_line
 
 if TYPE_CHECKING:
     from celery.schedules import crontab

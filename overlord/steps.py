@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from overlord import lifecycle
-from overlord.checkout import restore_branches
-from overlord.config import ActionKind, Config
+from overlord.adapters.git.checkout import restore_branches
+from overlord.adapters.git.locks import repo_lock
+from overlord.core.config import ActionKind, Config
+from overlord.core.plan import DispatchPlan, PlanState, StepState
+from overlord.core.secrets import redact
 from overlord.errors import OverlordError, StepFailed
 from overlord.kinds import registry as kind_registry
 from overlord.kinds.base import Context
-from overlord.locks import repo_lock
-from overlord.plan import DispatchPlan, PlanState, StepState
 from overlord.ports import PlanStore
-from overlord.secrets import redact
 from overlord.wiring import plan_store
 
 #: Step kinds whose failure is recorded without failing the plan's canvas: the push

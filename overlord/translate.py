@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from overlord import defaults
-from overlord.config import Config, ModelEndpoint
+from overlord.core.config import Config, ModelEndpoint
+from overlord.core.parser import LIST_HELP, SUPPORTED_FORMS
+from overlord.core.plan import Translation
 from overlord.errors import EndpointUnavailable, OverlordError, TranslationUnavailable
-from overlord.parser import LIST_HELP, SUPPORTED_FORMS
-from overlord.plan import Translation
 from overlord.routing import Choice, Known, TaskType, route
 
 #: What the model is told to do (the last line of the system message).

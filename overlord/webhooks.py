@@ -21,8 +21,8 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from overlord import defaults, notify
-from overlord.config import Config, Webhook
-from overlord.plan import PlanState
+from overlord.core.config import Config, Webhook
+from overlord.core.plan import PlanState
 
 _lock = threading.Lock()
 _inflight: set[Delivery] = set()

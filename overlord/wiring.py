@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from overlord import defaults
-from overlord.config import Config
+from overlord.core.config import Config
 from overlord.ports import Executor, MinionBackend, PlanStore, Slots
 
 #: state_url → the store used in place of the state database's (tests only).
@@ -34,7 +34,7 @@ def plan_store(config: Config) -> PlanStore:
     replaced = _STORES.get(url)
     if replaced is not None:
         return replaced
-    from overlord.store import Store
+    from overlord.adapters.sql.store import Store
 
     return Store(url)
 
@@ -76,7 +76,7 @@ def minion_backend(config: Config) -> MinionBackend:
     answers; else ``SandboxUnavailable`` (exit 2): never silently on the host."""
     if _MINIONS:
         return _MINIONS[-1]
-    from overlord.containers import backend_named, choose_backend
+    from overlord.adapters.containers.docker import backend_named, choose_backend
 
     return backend_named(choose_backend(config), config)
 

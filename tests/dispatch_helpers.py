@@ -25,12 +25,13 @@ from typing import Any
 import pytest
 import yaml
 
-from overlord import approval, dispatching, planner, runner
-from overlord import config as config_module
-from overlord.config import ActionKind, Config
-from overlord.parser import parse
-from overlord.plan import DispatchPlan, DispatchStep
-from overlord.registry import Registry
+from overlord import dispatching, runner
+from overlord.core import approval, planner
+from overlord.core import config as config_module
+from overlord.core.config import ActionKind, Config
+from overlord.core.parser import parse
+from overlord.core.plan import DispatchPlan, DispatchStep
+from overlord.core.registry import Registry
 from overlord.tasks.runtime import INPROCESS_WORKER_ENV
 from tests.conftest import TEST_REDIS, require_service
 from tests.kit import Workspace, build_workspace, git

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     except OverlordError as exc:
         from rich.text import Text
 
-        from overlord.secrets import redact
+        from overlord.core.secrets import redact
 
         # messages quote user input and tool output: never read them as markup; they
         # may quote a URL or a command's output: never print a secret (SPEC §4.6)

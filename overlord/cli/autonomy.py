@@ -9,11 +9,11 @@ import typer
 from overlord.cli.common import ConfigOpt, JsonOpt, console, load_config, print_json
 
 if TYPE_CHECKING:
-    from overlord.config import Config
+    from overlord.core.config import Config
 
 
 def _state(config: Config) -> dict[str, Any]:
-    from overlord.approval import AutonomyPolicy
+    from overlord.core.approval import AutonomyPolicy
 
     policy = AutonomyPolicy(config)
     return {
@@ -93,9 +93,9 @@ def autonomy(
     config: ConfigOpt = None,
 ) -> None:
     """Show and change autonomy: cautious | proactive | scheduled, and pre-approvals."""
-    from overlord.approval import parse_kind
     from overlord.config_edit import ConfigDocument, parse_level
-    from overlord.registry import Registry
+    from overlord.core.approval import parse_kind
+    from overlord.core.registry import Registry
 
     cfg = load_config(config)
     registry = Registry(cfg)
@@ -132,8 +132,8 @@ def autonomy(
     for change in changes:
         console.print(f"[green]✓[/] {change}")
     if to_approve is not None:
-        from overlord.approval import AutonomyPolicy
-        from overlord.config import Level
+        from overlord.core.approval import AutonomyPolicy
+        from overlord.core.config import Level
 
         level = AutonomyPolicy(cfg).level_for(to_approve[0])
         if level is not Level.SCHEDULED:

@@ -11,8 +11,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from overlord.config import Config
-
+    from overlord.core.config import Config
 ConfigOpt = Annotated[
     str | None,
     typer.Option(
@@ -71,7 +70,7 @@ def say(text: str, *, err: bool = False) -> None:
 
 
 def load_config(path: str | None) -> Config:
-    from overlord import config
+    from overlord.core import config
 
     loaded = config.load(path)
     # plans this command moves notify the configured webhooks; with none configured there

@@ -15,7 +15,7 @@ class _WithInstructions(TyperCommand):
     kind's forms (``overlord.kinds``), read only when the help is shown."""
 
     def format_epilog(self, ctx: Any, formatter: Any) -> None:  # typer's own click types
-        from overlord.parser import LIST_HELP, SUPPORTED_FORMS
+        from overlord.core.parser import LIST_HELP, SUPPORTED_FORMS
 
         with formatter.section("Instructions"):
             formatter.write_text(f"{LIST_HELP}.")

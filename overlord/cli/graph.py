@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
             return
         from rich.tree import Tree
 
-        from overlord.graph import DependencyGraph
+        from overlord.core.graph import DependencyGraph
 
         config = load_config(config_path)
         dag = DependencyGraph(config)
@@ -45,8 +45,8 @@ def register(app: typer.Typer) -> None:
         config_path: ConfigOpt = None,
     ) -> None:
         """Everything downstream of PROJECT, in a valid order."""
-        from overlord.graph import DependencyGraph
-        from overlord.registry import Registry
+        from overlord.core.graph import DependencyGraph
+        from overlord.core.registry import Registry
 
         config = load_config(config_path)
         name = Registry(config).resolve(project)

@@ -22,9 +22,9 @@ def init(
     """Find git repos under DIR, infer depends_on from their packaging metadata, write a config."""
     from pathlib import Path
 
-    from overlord import config as config_mod
     from overlord import discovery
     from overlord.cli.common import console, print_json
+    from overlord.core import config as config_mod
     from overlord.errors import ConfigError
 
     target = config_mod.config_path(config)

@@ -11,16 +11,16 @@ says why translation was not available.
 from __future__ import annotations
 
 from overlord import defaults, dispatching
-from overlord.config import Config
+from overlord.core.config import Config
+from overlord.core.parser import parse_all, parse_lines
+from overlord.core.plan import DispatchPlan
+from overlord.core.registry import Registry
 from overlord.errors import (
     NoFormMatches,
     OverlordError,
     TranslationRefused,
     TranslationUnavailable,
 )
-from overlord.parser import parse_all, parse_lines
-from overlord.plan import DispatchPlan
-from overlord.registry import Registry
 
 
 def plan_text(

@@ -11,7 +11,6 @@ from overlord.errors import OverlordError
 
 if TYPE_CHECKING:
     from overlord.memory import Memory
-
 memory_app = typer.Typer(
     rich_markup_mode=None,
     name="memory",
@@ -27,7 +26,7 @@ CATEGORIES = "release, dispatch, failure, decision, update, pattern"
 
 def _project(config_path: str | None, project: str | None) -> tuple[str, str | None]:
     """The state_url of the configuration and ``project`` resolved to its configured name."""
-    from overlord.registry import Registry
+    from overlord.core.registry import Registry
 
     config = load_config(config_path)
     assert config.state_url is not None

@@ -9,7 +9,7 @@ import typer
 from overlord.cli.common import ConfigOpt, JsonOpt, console, load_config, print_json
 
 if TYPE_CHECKING:
-    from overlord.config import Config
+    from overlord.core.config import Config
 
 
 def rows(config: Config, *, check_now: bool = False) -> list[dict[str, Any]]:
@@ -38,7 +38,7 @@ def rows(config: Config, *, check_now: bool = False) -> list[dict[str, Any]]:
     load = in_flight_now(config)
     now = utcnow()
     out = []
-    from overlord.secrets import mask_url
+    from overlord.core.secrets import mask_url
 
     for name, endpoint in config.models.items():
         record = records.get(name)

@@ -42,8 +42,8 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
         from rich.text import Text
 
+        from overlord.core.plan import PlanState
         from overlord.errors import OverlordError
-        from overlord.plan import PlanState
         from overlord.runner import store_for
 
         if status is not None and status not in {s.value for s in PlanState}:

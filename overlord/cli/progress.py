@@ -17,10 +17,10 @@ from overlord.cli.render import (
     plan_header,
     steps_table,
 )
-from overlord.config import ActionKind, Config
+from overlord.core.config import ActionKind, Config
+from overlord.core.plan import DispatchPlan, PlanState, StepState
 from overlord.dispatching import PUSH_QUESTION
 from overlord.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING
-from overlord.plan import DispatchPlan, PlanState, StepState
 
 
 def interactive(json_out: bool = False, detach: bool = False) -> bool:
@@ -151,7 +151,7 @@ def execute_and_report(
     """Prepare (preflight, approval), show, then dispatch; returns the exit code."""
     verdict = dispatching.prepare(config, plan, yes=yes)
     if config.minions.backend == "process" and ActionKind.MINION in plan.kinds:
-        from overlord.host_minion import UNSANDBOXED
+        from overlord.adapters.containers.process import UNSANDBOXED
 
         say(f"warning: {UNSANDBOXED}", err=True)
     if not json_out:

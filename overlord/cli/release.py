@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         config_path: ConfigOpt = None,
     ) -> None:
         """Coordinated release: tests, version bump, merge, tag, dependents' pins, tests, push."""
-        from overlord.release import ReleaseOptions, plan_release
+        from overlord.core.release import ReleaseOptions, plan_release
 
         config = load_config(config_path)
         options = ReleaseOptions(
@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
 def show_plan(plan: object, json_out: bool) -> None:
     """The plan, its order and what each step will change; nothing runs."""
     from overlord.cli.render import expected_legend, plan_document, plan_header, steps_table
-    from overlord.plan import DispatchPlan
+    from overlord.core.plan import DispatchPlan
 
     assert isinstance(plan, DispatchPlan)
     if json_out:

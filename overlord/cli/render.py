@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from overlord import defaults
-from overlord.plan import DispatchPlan, StepState
+from overlord.core.plan import DispatchPlan, StepState
 
 _STYLE = {
     StepState.PENDING: "dim",

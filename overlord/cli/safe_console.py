@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from rich.console import Console
 from rich.segment import Segment
 
-from overlord.terminal import clean
+from overlord.core.terminal import clean
 
 
 class SafeConsole(Console):

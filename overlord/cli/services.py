@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from overlord.cli.common import ConfigOpt, load_config
+from overlord.core.terminal import clean
 from overlord.errors import ConfigError
-from overlord.terminal import clean
 
 if TYPE_CHECKING:
     from celery import Celery
 
-    from overlord.config import Config
-
+    from overlord.core.config import Config
 #: Environment variable that overrides ``broker_url`` for services (containers).
 BROKER_ENV = "OVERLORD_BROKER_URL"
 POOLS = ("threads", "prefork", "solo")
@@ -82,7 +81,7 @@ def concurrency_for(config: Config, chosen: list[str]) -> int:
 
 
 def masked(url: str) -> str:
-    from overlord.secrets import mask_url
+    from overlord.core.secrets import mask_url
 
     return mask_url(url)
 

@@ -10,7 +10,7 @@ import typer
 from overlord.cli.common import ConfigOpt, JsonOpt
 
 if TYPE_CHECKING:
-    from overlord.scanner import ProjectStatus
+    from overlord.adapters.git.scanner import ProjectStatus
 
 
 def _age(iso: str, now: datetime) -> str:
@@ -109,9 +109,9 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None,
     ) -> None:
         """Per project: branch, clean/dirty, ahead/behind, stale branches, tags, last commit."""
-        from overlord import scanner
+        from overlord.adapters.git import scanner
         from overlord.cli.common import load_config, print_json
-        from overlord.registry import Registry
+        from overlord.core.registry import Registry
 
         cfg = load_config(config)
         names = Registry(cfg).resolve_all(projects) if projects else None

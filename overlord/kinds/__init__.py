@@ -6,7 +6,7 @@ kind does to a repository (traits), how long a step is expected to take, the ins
 that ask for it and how they become steps, and how a step prepares, runs, tells that it
 already ran, and is undone. ``kinds.registry`` collects them; the parser, the planner,
 the scope and the executor read the registry. Adding a kind is adding a module here
-(and its test); ``tests/test_kinds.py`` checks that every kind is complete.
+(and its test); ``tests/integration/test_kinds.py`` checks that every kind is complete.
 
 ``ActionKind`` enumerates the kinds from the file names alone (no kind is imported), so
 the configuration validates ``pre_approved`` without loading any kind's code.

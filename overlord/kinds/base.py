@@ -16,15 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from overlord.config import ActionKind, Config, ProjectConfig
-from overlord.git import Git
+from overlord.adapters.git.git import Git
+from overlord.core.config import ActionKind, Config, ProjectConfig
 
 if TYPE_CHECKING:
-    from overlord.intent import FormContext, Intent
-    from overlord.plan import DispatchPlan, DispatchStep
-    from overlord.plan_builder import PlanBuilder
+    from overlord.core.intent import FormContext, Intent
+    from overlord.core.plan import DispatchPlan, DispatchStep
+    from overlord.core.plan_builder import PlanBuilder
     from overlord.routing.endpoints import Known
-
 Undo = dict[str, Any]
 
 

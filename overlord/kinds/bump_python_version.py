@@ -19,17 +19,16 @@ from typing import TYPE_CHECKING, Any
 from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from overlord.adapters.git.git import Git
+from overlord.core.intent import LIST, TO, FormContext, Intent, IntentKind, projects
+from overlord.core.paths import inside
 from overlord.errors import MetadataError, VersionError
-from overlord.git import Git
-from overlord.intent import LIST, TO, FormContext, Intent, IntentKind, projects
 from overlord.kinds import ActionKind
 from overlord.kinds.base import Context, Form, Kind, Traits
 from overlord.kinds.commit_step import Edit, commit_action
-from overlord.paths import inside
 
 if TYPE_CHECKING:
-    from overlord.plan_builder import PlanBuilder
-
+    from overlord.core.plan_builder import PlanBuilder
 NAME = ActionKind("bump-python-version")
 KEY = "requires-python"
 PYPROJECT = "pyproject.toml"
@@ -122,7 +121,7 @@ def _message(ctx: Context) -> str:
 def _edit(ctx: Context) -> Edit:
     import tomlkit
 
-    from overlord import metadata
+    from overlord.core import metadata
 
     repo, wanted = ctx.project.path, ctx.params["specifier"]
     path = repo / PYPROJECT

@@ -19,7 +19,7 @@ def _message(ctx: Context) -> str:
 
 
 def _edit(ctx: Context) -> Edit:
-    from overlord import metadata
+    from overlord.core import metadata
 
     files = metadata.set_version(ctx.project.path, ctx.params["version"])
     if not files:

@@ -10,13 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from overlord import defaults
-from overlord.intent import LIST, TO, Intent, listed
+from overlord.core.intent import LIST, TO, Intent, listed
 from overlord.kinds import ActionKind
 from overlord.kinds.base import Action, Context, Form, Kind, Traits, Undo
 
 if TYPE_CHECKING:
-    from overlord.plan_builder import PlanBuilder
-
+    from overlord.core.plan_builder import PlanBuilder
 NAME = ActionKind("clean-stale-branches")
 
 
@@ -28,7 +27,7 @@ def _add_steps(builder: PlanBuilder, intent: Intent, project: str) -> None:
 
 
 def _prepare(ctx: Context) -> Undo:
-    from overlord.scanner import stale_branches
+    from overlord.adapters.git.scanner import stale_branches
 
     git = ctx.git
     mains = [b for b in ("main", "master", "develop") if git.branch_exists(b)]

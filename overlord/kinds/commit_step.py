@@ -15,7 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from overlord.checkout import commit_or_restore, on_branch, require_branch, require_clean
+from overlord.adapters.git.checkout import (
+    commit_or_restore,
+    on_branch,
+    require_branch,
+    require_clean,
+)
 from overlord.errors import DirtyTree, GitError
 from overlord.kinds.base import Action, Context, Undo
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from overlord.checkout import on_branch, require_branch, require_clean
+from overlord.adapters.git.checkout import on_branch, require_branch, require_clean
+from overlord.core.intent import WORD, FormContext, Intent, IntentKind
 from overlord.errors import ParseError
-from overlord.intent import WORD, FormContext, Intent, IntentKind
 from overlord.kinds import ActionKind
 from overlord.kinds.base import Action, Context, Form, Kind, Traits, Undo
 from overlord.kinds.commit_step import rewind
 
 if TYPE_CHECKING:
-    from overlord.plan_builder import PlanBuilder
-
+    from overlord.core.plan_builder import PlanBuilder
 NAME = ActionKind("merge")
 
 

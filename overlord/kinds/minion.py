@@ -5,7 +5,7 @@ Asked as ``format|lint|fix lint in LIST``, ``review BRANCH in P``,
 ``implement|fix|debug|refactor TEXT in P``, ``add boilerplate|scaffold [TEXT] in P``,
 ``plan|design TEXT [for P]``: each maps to a task type and a complexity (words like
 "small" or "major", else the type's default; ``--complexity`` overrides). Planning
-routes the work to a model endpoint (``overlord.minions``); the step's code, which
+routes the work to a model endpoint (``overlord.core.code_work``); the step's code, which
 needs the broker and a sandbox, lives in ``overlord.minion_step`` and is loaded only
 when a step runs.
 """
@@ -15,17 +15,16 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from overlord.core.intent import LIST, TO, WORD, FormContext, Intent, IntentKind, projects
 from overlord.errors import OverlordError
-from overlord.intent import LIST, TO, WORD, FormContext, Intent, IntentKind, projects
 from overlord.kinds import ActionKind
 from overlord.kinds.base import Action, Form, Kind, Traits
 from overlord.routing.tiers import Complexity, TaskType
 
 if TYPE_CHECKING:
-    from overlord.config import Config
-    from overlord.plan import DispatchPlan
+    from overlord.core.config import Config
+    from overlord.core.plan import DispatchPlan
     from overlord.routing.endpoints import Known
-
 NAME = ActionKind("minion")
 
 #: Complexity of each task type when neither the text nor an override says otherwise.
@@ -93,7 +92,7 @@ def _plan_intent(m: re.Match[str], ctx: FormContext) -> Intent:
 
 
 def _plan(intent: Intent, config: Config, tier: str | None, known: Known | None) -> DispatchPlan:
-    from overlord.minions import plan_code
+    from overlord.core.code_work import plan_code
 
     return plan_code(config, intent, tier=tier, known=known)
 

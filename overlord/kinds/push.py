@@ -16,8 +16,8 @@ NAME = ActionKind("push")
 
 def _prepare(ctx: Context) -> Undo:
     """The object ids the plan left each ref at (what its tests ran on); refused when a
-    branch moved since (``overlord.tested``)."""
-    from overlord import tested
+    branch moved since (``overlord.adapters.git.tested``)."""
+    from overlord.adapters.git import tested
 
     git = ctx.git
     want = tested.refs_to_push(ctx.config, ctx.plan_id, ctx.step)

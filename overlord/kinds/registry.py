@@ -64,7 +64,7 @@ def load() -> dict[ActionKind, Kind]:
     if getattr(_local, "loading", False):
         raise KindError(
             "a kind module uses the kind registry while it is being loaded",
-            "a kind module must not import overlord.parser or anything that reads the registry",
+            "a kind module must not import overlord.core.parser or anything that reads the registry",
         )
     _local.loading = True
     try:
@@ -81,7 +81,9 @@ def load() -> dict[ActionKind, Kind]:
             kind = getattr(loaded, "KIND", None)
             missing = problems(module, kind)
             if missing:
-                raise KindError("; ".join(missing), "tests/test_kinds.py checks every kind")
+                raise KindError(
+                    "; ".join(missing), "tests/integration/test_kinds.py checks every kind"
+                )
             assert isinstance(kind, Kind)
             out[ActionKind(kind.name)] = kind
         return out

@@ -2,7 +2,7 @@
 nothing to undo).
 
 Asked as ``run tests in|across LIST`` or ``test LIST``. The command runs through
-``overlord.proc`` (its own session, a bounded output tail, its whole process group
+``overlord.adapters.commands.proc`` (its own session, a bounded output tail, its whole process group
 stopped on timeout, on cancel, and when the worker dies).
 """
 
@@ -12,17 +12,16 @@ import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from overlord import proc
-from overlord.checkout import head_name, on_branch, require_branch, require_clean
+from overlord.adapters.commands import proc
+from overlord.adapters.git.checkout import head_name, on_branch, require_branch, require_clean
+from overlord.core.intent import LIST, TO, Intent, listed
+from overlord.core.secrets import scrubbed_env
 from overlord.errors import StepFailed
-from overlord.intent import LIST, TO, Intent, listed
 from overlord.kinds import ActionKind
 from overlord.kinds.base import Action, Context, Form, Kind, Traits, never, nothing
-from overlord.secrets import scrubbed_env
 
 if TYPE_CHECKING:
-    from overlord.plan_builder import PlanBuilder
-
+    from overlord.core.plan_builder import PlanBuilder
 NAME = ActionKind("run-tests")
 
 
@@ -67,7 +66,7 @@ def tests_run(ctx: Context, undo: dict[str, Any]) -> str:
 def _plan_stopped(ctx: Context) -> Callable[[], bool]:
     """Whether the step's plan stopped running (cancelled, failed elsewhere); a database
     hiccup counts as not stopped (the timeout still holds)."""
-    from overlord.plan import PlanState
+    from overlord.core.plan import PlanState
     from overlord.wiring import plan_store
 
     store = plan_store(ctx.config)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from overlord.core.intent import LIST, TO, Intent, everywhere, listed
 from overlord.errors import StepFailed
-from overlord.intent import LIST, TO, Intent, everywhere, listed
 from overlord.kinds import ActionKind
 from overlord.kinds.base import Action, Context, Form, Kind, Traits, Undo, empty, never, nothing
 
 if TYPE_CHECKING:
-    from overlord.plan_builder import PlanBuilder
-
+    from overlord.core.plan_builder import PlanBuilder
 NAME = ActionKind("scan")
 
 
@@ -24,7 +23,7 @@ def _add_steps(builder: PlanBuilder, intent: Intent, project: str) -> None:
 
 
 def _run(ctx: Context, undo: Undo) -> str:
-    from overlord.scanner import scan_project
+    from overlord.adapters.git.scanner import scan_project
 
     row = scan_project(ctx.project.name, ctx.project, ctx.config.dispatch.stale_branch_days)
     if not row.ok:

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from overlord.adapters.git.refs import tag_ref
+from overlord.core.intent import VERSION, WORD, Intent, IntentKind, versioned
 from overlord.errors import MissingBranch, StepFailed
-from overlord.intent import VERSION, WORD, Intent, IntentKind, versioned
 from overlord.kinds import ActionKind
 from overlord.kinds.base import Action, Context, Form, Kind, Traits, Undo
-from overlord.refs import tag_ref
 
 if TYPE_CHECKING:
-    from overlord.plan_builder import PlanBuilder
-
+    from overlord.core.plan_builder import PlanBuilder
 NAME = ActionKind("tag")
 
 
@@ -52,7 +51,7 @@ def _prepare(ctx: Context) -> Undo:
 def _run(ctx: Context, undo: Undo) -> str:
     message = ctx.params.get("message") or f"Release {undo['tag']}"
     ctx.git.tag_annotated(undo["tag"], message, undo["commit"])
-    # the tag object the push will send (``overlord.tested``)
+    # the tag object the push will send (``overlord.adapters.git.tested``)
     undo["object"] = ctx.git.ref_target(f"refs/tags/{undo['tag']}")
     return f"tagged {undo['commit'][:10]} as {undo['tag']}"
 

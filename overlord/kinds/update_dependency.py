@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from overlord.errors import ParseError, PlanError
-from overlord.intent import (
+from overlord.core.intent import (
     LIST,
     TO,
     VERSION,
@@ -24,14 +23,14 @@ from overlord.intent import (
     projects,
     version,
 )
-from overlord.intent import dependency as dependency_named
+from overlord.core.intent import dependency as dependency_named
+from overlord.errors import ParseError, PlanError
 from overlord.kinds import ActionKind
 from overlord.kinds.base import Context, Form, Kind, Traits
 from overlord.kinds.commit_step import Edit, commit_action
 
 if TYPE_CHECKING:
-    from overlord.plan_builder import PlanBuilder
-
+    from overlord.core.plan_builder import PlanBuilder
 NAME = ActionKind("update-dependency")
 
 
@@ -51,7 +50,7 @@ def _intent(m: re.Match[str], ctx: FormContext) -> Intent:
 
 
 def _add_steps(builder: PlanBuilder, intent: Intent, project: str) -> None:
-    from overlord import metadata
+    from overlord.core import metadata
 
     config = builder.config
     assert intent.dependency
@@ -90,7 +89,7 @@ def _message(ctx: Context) -> str:
 
 
 def _edit(ctx: Context) -> Edit:
-    from overlord import metadata
+    from overlord.core import metadata
 
     dep, wanted = ctx.params["dependency"], ctx.params["version"]
     change = metadata.rewrite_pin(ctx.project.path, dep, wanted)

@@ -19,7 +19,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from overlord import defaults
-from overlord.config import Config
+from overlord.core.config import Config
 
 if TYPE_CHECKING:
     from redis import Redis

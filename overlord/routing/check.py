@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from overlord import defaults
-from overlord.config import Config
+from overlord.core.config import Config
 from overlord.errors import EndpointUnavailable
 from overlord.routing.endpoints import Known
 from overlord.routing.health import (

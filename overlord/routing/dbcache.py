@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from overlord import db, schema
+from overlord.adapters.sql import db, schema
 from overlord.routing.health import HealthRecord
 
 

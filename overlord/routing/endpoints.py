@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from overlord.config import Config, ModelEndpoint, Tier
+from overlord.core.config import Config, ModelEndpoint, Tier
 from overlord.errors import EndpointUnavailable, PlanError
 from overlord.routing.tiers import Complexity, TaskType, fallbacks, prefers_large, tier, tier_for
 

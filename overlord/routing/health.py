@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import requests
 
 from overlord import defaults
-from overlord.config import Config, ModelEndpoint
+from overlord.core.config import Config, ModelEndpoint
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Iterator
 
 from overlord import defaults, wiring
-from overlord.config import Config, ModelEndpoint
+from overlord.core.config import Config, ModelEndpoint
 from overlord.ports import Slots
 
 

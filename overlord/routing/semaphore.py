@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from overlord import defaults
-from overlord.config import Config, ModelEndpoint
+from overlord.core.config import Config, ModelEndpoint
 from overlord.errors import SlotTimeout
 
 if TYPE_CHECKING:

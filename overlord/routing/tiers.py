@@ -17,7 +17,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TypeVar
 
-from overlord.config import Tier
+from overlord.core.config import Tier
 from overlord.errors import PlanError
 
 

@@ -15,7 +15,7 @@ from celery.app.amqp import AMQP
 from celery.signals import worker_process_shutdown
 
 from overlord import defaults
-from overlord.config import Config
+from overlord.core.config import Config
 
 
 def _drain_notifications(**_: Any) -> None:
@@ -110,7 +110,7 @@ def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) 
 
 def _from_env() -> Celery:
     """The app ``celery -A overlord.tasks`` uses: configured from ``$OVERLORD_CONFIG``."""
-    from overlord import config as config_module
+    from overlord.core import config as config_module
     from overlord.errors import OverlordError
 
     try:

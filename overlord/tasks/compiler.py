@@ -27,8 +27,8 @@ from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
 from overlord import defaults
-from overlord.config import ActionKind
-from overlord.plan import DispatchPlan, DispatchStep, StepState
+from overlord.core.config import ActionKind
+from overlord.core.plan import DispatchPlan, DispatchStep, StepState
 from overlord.tasks.names import plan_task_name, step_name, step_task_name, undo_name
 
 FINISH = "overlord.finish"

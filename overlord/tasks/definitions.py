@@ -16,7 +16,7 @@ from celery.canvas import Signature
 
 from overlord import defaults, lifecycle, steps
 from overlord import rollback as rollbacks
-from overlord.config import ActionKind, Config
+from overlord.core.config import ActionKind, Config
 from overlord.errors import StepFailed
 from overlord.lifecycle import View
 from overlord.tasks.compiler import compile_rollback
@@ -27,7 +27,7 @@ from overlord.tasks.slots import plan_slot
 def _config(task: Task) -> Config:
     config: Config | None = getattr(task.app, "overlord_config", None)
     if config is None:
-        from overlord import config as config_module
+        from overlord.core import config as config_module
 
         config = config_module.load(None)
         task.app.overlord_config = config  # type: ignore[attr-defined]

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from celery import Celery
 
 from overlord import defaults
-from overlord.config import Config
-from overlord.plan import DispatchPlan
+from overlord.core.config import Config
+from overlord.core.plan import DispatchPlan
 from overlord.tasks.runtime import Runtime, idle_queues
 
 if TYPE_CHECKING:

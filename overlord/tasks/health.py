@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery, Task
 
 from overlord import defaults
-from overlord.config import Config
+from overlord.core.config import Config
 
 TASK_NAME = "overlord.health"
 BEAT_ENTRY = "overlord-health"

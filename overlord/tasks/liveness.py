@@ -30,8 +30,8 @@ from typing import Any
 from celery import Celery
 
 from overlord import defaults
-from overlord.config import Config
-from overlord.plan import PlanState, StepState, now
+from overlord.core.config import Config
+from overlord.core.plan import PlanState, StepState, now
 
 log = logging.getLogger(__name__)
 

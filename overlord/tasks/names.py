@@ -10,9 +10,9 @@ Pure: no Celery import.
 
 from __future__ import annotations
 
-from overlord.config import ActionKind
-from overlord.plan import DispatchStep
-from overlord.terminal import one_line
+from overlord.core.config import ActionKind
+from overlord.core.plan import DispatchStep
+from overlord.core.terminal import one_line
 
 SEP = " · "
 

@@ -23,14 +23,13 @@ from celery import Celery
 from celery._state import _set_task_join_will_block, task_join_will_block
 
 from overlord import defaults
-from overlord.config import Config
+from overlord.core.config import Config
 from overlord.errors import BrokerUnavailable
 from overlord.tasks.app import make_app, queues
 from overlord.tasks.private_redis import PrivateRedis, reap_orphans
 
 if TYPE_CHECKING:
     from overlord.tasks.inprocess import WorkerHandle
-
 #: Set to 1 to run an in-process worker on the configured broker (tests, benchmarks).
 INPROCESS_WORKER_ENV = "OVERLORD_INPROCESS_WORKER"
 
@@ -51,7 +50,7 @@ def check_broker(url: str) -> None:
     """Fail fast, in one line, when the Redis broker does not answer."""
     import redis
 
-    from overlord.secrets import mask_url, redact
+    from overlord.core.secrets import mask_url, redact
 
     try:
         timeout = defaults.BROKER_CHECK_TIMEOUT

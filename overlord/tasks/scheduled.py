@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Celery, Task
 
-from overlord.config import Config
+from overlord.core.config import Config
 from overlord.errors import ConfigError
 from overlord.schedule import TASK_NAME, beat_schedule
 
@@ -42,7 +42,7 @@ def register(app: Celery) -> None:
 
 def _fresh(config: Config) -> Config:
     """The configuration as the file says now (an entry may have changed since start)."""
-    from overlord import config as config_module
+    from overlord.core import config as config_module
 
     if config.source is None:
         return config
@@ -56,8 +56,8 @@ def _fresh(config: Config) -> Config:
 def run_entry(config: Config, name: str, app: Celery) -> dict[str, Any]:
     """Plan the schedule entry ``name`` and run it (approved) or propose it (pending)."""
     from overlord import dispatching
-    from overlord.parser import parse_all
-    from overlord.registry import Registry
+    from overlord.core.parser import parse_all
+    from overlord.core.registry import Registry
 
     config = _fresh(config)
     entry = config.schedule.get(name)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from overlord.config import Config
+from overlord.core.config import Config
 
 #: Name prefix of a plan's semaphore (under ``overlord:slots:``).
 PLAN_PREFIX = "plan:"

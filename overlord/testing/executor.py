@@ -17,14 +17,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from overlord import lifecycle, rollback, steps, wiring
-from overlord.config import ActionKind, Config
+from overlord.core.config import ActionKind, Config
+from overlord.core.plan import DispatchPlan, StepState
 from overlord.errors import StepFailed
 from overlord.lifecycle import View
-from overlord.plan import DispatchPlan, StepState
 
 if TYPE_CHECKING:
     from overlord.ports import Executor
-
 WORKER = "inline"
 
 

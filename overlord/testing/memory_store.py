@@ -14,11 +14,12 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from overlord import notify, plan_rows
+from overlord import notify
+from overlord.adapters.sql import plan_rows
+from overlord.core.plan import DispatchPlan, DispatchStep, PlanState, StepState, now
+from overlord.core.secrets import redact
 from overlord.errors import PlanNotFound
-from overlord.plan import DispatchPlan, DispatchStep, PlanState, StepState, now
 from overlord.ports import GateView, PlanStore
-from overlord.secrets import redact
 
 
 class MemoryPlanStore:

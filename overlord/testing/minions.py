@@ -1,6 +1,6 @@
 """``ScriptedMinions``: a minion backend (``ports.MinionBackend``) for unit tests.
 
-It runs the minion's own runtime (``overlord.minion``) in this process, in a detached
+It runs the minion's own runtime (``overlord.minion_runtime.agent``) in this process, in a detached
 worktree of the repository (as the ``process`` backend does), and answers its model
 requests from a script instead of a relay and an endpoint: no container, no process, no
 socket, no HTTP. The script speaks the entries ``tests/openai_server.py`` serves:
@@ -19,14 +19,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from overlord import defaults, minion_job
-from overlord.host_minion import worktree
-from overlord.minion import Minion
-from overlord.minion_result import MinionResult, redacted
+from overlord import defaults
+from overlord.adapters.containers import job as minion_job
+from overlord.adapters.containers.process import worktree
+from overlord.adapters.containers.result import MinionResult, redacted
+from overlord.minion_runtime.agent import Minion
 
 if TYPE_CHECKING:
     from overlord.ports import MinionBackend
-
 Entry = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 CHAT = "/v1/chat/completions"

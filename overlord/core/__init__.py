@@ -1,0 +1,1 @@
+"""The pure core: configuration, projects and their graph, instructions and plans, approval policy, release planning. It imports no Celery, Kombu, Redis, Docker, HTTP client or SQLAlchemy (tests/integration/test_core_imports.py checks it)."""

@@ -1,0 +1,1 @@
+"""Integration tests: real git repositories, processes, Redis, PostgreSQL, Docker, workers."""

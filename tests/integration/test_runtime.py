@@ -1,0 +1,115 @@
+"""The embedded runtime's private Redis server and in-process worker start and stop cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+from celery._state import task_join_will_block
+
+from overlord.core.config import Config
+from overlord.errors import BrokerUnavailable
+from overlord.tasks.private_redis import OWNER, PrivateRedis, reap_orphans
+from overlord.tasks.runtime import Runtime
+
+
+def test_private_redis_serves_on_its_socket_and_is_gone_after_stop() -> None:
+    directory = Path(tempfile.mkdtemp(prefix="ovr", dir="/tmp"))
+    server = PrivateRedis(directory)
+    url = server.start()
+    assert url == f"redis+socket://{directory / 'r.sock'}"
+    assert server.process is not None
+    pid = server.process.pid
+    client = redis.Redis(unix_socket_path=str(server.socket))
+    assert client.ping()
+    assert client.config_get("save") == {"save": ""}
+    assert client.config_get("port") == {"port": "0"}  # no TCP port: only this user's socket
+    client.close()
+    assert (directory / OWNER).read_text().split() == [str(os.getpid()), str(pid)]
+    server.stop()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not directory.exists()
+    server.stop()  # twice is harmless
+
+
+def test_private_redis_that_cannot_start_says_so(tmp_path: Path) -> None:
+    server = PrivateRedis(tmp_path / "missing")  # no directory for its socket and log
+    with pytest.raises(BrokerUnavailable, match="embedded Redis server did not start") as err:
+        server.start()
+    assert err.value.hint and "broker_url" in err.value.hint
+    assert server.process is None
+
+
+def test_embedded_runtime_leaves_no_server_thread_or_directory(tmp_path: Path) -> None:
+    config = Config.model_validate({"state_url": f"sqlite:///{tmp_path / 'state.db'}"})
+    threads = set(threading.enumerate())
+    joins_blocked = task_join_will_block()
+    with Runtime(config) as runtime:
+        assert runtime.embedded and runtime.with_worker and runtime.app is not None
+        assert runtime.server is not None
+        directory = runtime.server.directory
+        servers = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if str(directory) in " ".join(p.info["cmdline"] or [])
+        ]
+        assert len(servers) == 1
+        assert runtime.ready()  # the worker starts in the background
+        reply = runtime.app.control.inspect(timeout=2).active_queues() or {}
+        assert any(q["name"] == "direct" for queues in reply.values() for q in queues)
+    assert not directory.exists()
+    assert not servers[0].is_running() or servers[0].status() == psutil.STATUS_ZOMBIE
+    assert {t for t in threading.enumerate() if t.is_alive()} <= threads
+    # the worker's pool flags result.get() as blocking while it runs; put back after
+    assert task_join_will_block() == joins_blocked
+
+
+def test_a_server_left_by_a_killed_overlord_is_reaped_by_the_next_runtime(tmp_path: Path) -> None:
+    root = tmp_path / "tmp"
+    root.mkdir()
+    script = (
+        "import sys, time\n"
+        "from overlord.tasks.private_redis import PrivateRedis\n"
+        "server = PrivateRedis.create()\n"
+        "print(server.start(), server.process.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={**os.environ, "TMPDIR": str(root)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert owner.stdout is not None
+    url, pid = owner.stdout.readline().split()
+    directory = Path(url.removeprefix("redis+socket://")).parent
+    assert directory.parent == root
+    stranger = root / "overlord-not-ours"  # no owner file: never touched
+    stranger.mkdir()
+    assert reap_orphans(root) == []  # its overlord still runs
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    server = psutil.Process(int(pid))
+    assert not _gone(server)  # the server outlived it
+    assert reap_orphans(root) == [directory]
+    deadline = time.monotonic() + 5
+    while not _gone(server) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _gone(server)
+    assert not directory.exists() and stranger.exists()
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
