@@ -99,6 +99,9 @@ DOCKER_PING_TIMEOUT = 1.0
 CONTAINER_KILL_GRACE = 15.0
 #: Bytes of one chat request through the model relay (the whole conversation).
 RELAY_MAX_REQUEST = 4 * 1024 * 1024
+#: A request over the relay's size cap is still read (and dropped) up to this many bytes
+#: before the 413, so the client's send does not break on a closed socket.
+RELAY_DRAIN_MAX = 1 << 20
 #: Bytes of one model answer through the relay.
 RELAY_MAX_RESPONSE = 4 * 1024 * 1024
 #: Model listings (``GET /v1/models``) a minion may ask the relay for in one run.

@@ -140,3 +140,14 @@ def test_unreachable_endpoint_is_a_502_naming_it() -> None:
     assert status == 502
     assert "cannot reach model endpoint local-14b" in answer["error"]["message"]
     assert SECRET not in json.dumps(answer)
+
+
+def test_an_oversized_request_is_answered_413_not_a_broken_pipe() -> None:
+    """The relay reads an over-cap body (up to RELAY_DRAIN_MAX) before its 413, so the
+    client's send never meets a closed socket (it used to, now and then, under load)."""
+    with ScriptedOpenAI() as server:
+        with ModelRelay(server.url, "m", SECRET, max_request=2000) as relay:
+            too_big = {**CHAT, "messages": [{"role": "user", "content": "y" * 200_000}]}
+            statuses = {call(relay, "POST", "/v1/chat/completions", too_big)[0] for _ in range(30)}
+        assert statuses == {413}
+        assert server.chat_count == 0

@@ -240,6 +240,7 @@ def _handler(relay: ModelRelay) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 return (411, "send the request with a Content-Length"), None
             if length < 0 or length > relay.max_request:
+                self._drain(defaults.RELAY_DRAIN_MAX)  # so the minion's send ends, and reads this
                 return (413, f"request of {length} bytes exceeds {relay.max_request}"), None
             pinned = relay.pin_model(self.rfile.read(length))
             if isinstance(pinned, str):
@@ -248,11 +249,12 @@ def _handler(relay: ModelRelay) -> type[BaseHTTPRequestHandler]:
                 return (413, f"request exceeds {relay.max_request} bytes"), None
             return None, pinned
 
-        def _drain(self) -> None:
-            """Read (and drop) a refused request's body, so the minion reads our answer."""
+        def _drain(self, most: int | None = None) -> None:
+            """Read (and drop) a refused request's body, at most ``most`` bytes (default:
+            ``max_request``), so the minion's send completes and it reads our answer."""
             with contextlib.suppress(ValueError, OSError):
                 length = int(self.headers.get("Content-Length") or 0)
-                if 0 < length <= relay.max_request:
+                if 0 < length <= (relay.max_request if most is None else most):
                     self.rfile.read(length)
 
         def do_POST(self) -> None:
