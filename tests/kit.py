@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,15 @@ def peak_overlap(spans: Iterable[tuple[datetime | None, datetime | None]]) -> in
         running += delta
         peak = max(peak, running)
     return peak
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float, what: str, poll: float = 0.05
+) -> None:
+    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -172,6 +172,17 @@ BEAT_SCRIPT = textwrap.dedent(
 )
 
 
+def start_beat(path: Path, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """Celery beat for the config at ``path`` (BEAT_SCRIPT), logging to tmp_path/beat.log."""
+    log = (tmp_path / "beat.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-c", BEAT_SCRIPT, str(path), str(tmp_path / "beat-schedule")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
 @pytest.mark.redis
 @pytest.mark.slow
 def test_a_real_beat_process_fires_the_entry(
@@ -185,13 +196,7 @@ def test_a_real_beat_process_fires_the_entry(
     assert config.state_url
     store = Store(config.state_url)
     worker = start_worker(path, ["direct"], tmp_path / "worker.log")
-    log = (tmp_path / "beat.log").open("wb")
-    beat = subprocess.Popen(
-        [sys.executable, "-c", BEAT_SCRIPT, str(path), str(tmp_path / "beat-schedule")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    beat = start_beat(path, tmp_path)
     try:
         deadline = time.monotonic() + 60
         done: list[dict[str, object]] = []

@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,22 +45,13 @@ from tests.dispatch_helpers import (
     overlord_argv,
     redis_db_url,
 )
-from tests.kit import Workspace, build_workspace, git, workspace_snapshot
+from tests.kit import Workspace, build_workspace, git, wait_for, workspace_snapshot
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 MERGE_SUBJECT = "Merge branch 'develop' into main"
 UPDATE_SUBJECT = "Update acme-core to 0.2.0"
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture

@@ -21,21 +21,12 @@ import pytest
 from overlord import runner
 from overlord.core.plan import PlanState, StepState
 from tests.dispatch_helpers import DB_CRASH, configure, overlord_argv, redis_db_url
-from tests.kit import Workspace, build_workspace
+from tests.kit import Workspace, build_workspace, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECTS = ("core", "api", "web", "tools")
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _spawn(args: list[str], log: Path, scratch: Path) -> subprocess.Popen[bytes]:
@@ -57,7 +48,12 @@ class _Worker:
         argv = overlord_argv("--config", str(ws.config_path), "worker", "--queue", "direct")
         self.log = log
         self.proc = _spawn(argv, log, scratch)
-        _wait_for(lambda: "ready." in log.read_text() or self.proc.poll() is not None, 60, "worker")
+        wait_for(
+            lambda: "ready." in log.read_text() or self.proc.poll() is not None,
+            60,
+            "worker",
+            poll=0.1,
+        )
         assert self.proc.poll() is None, log.read_text()
 
     def kill_group(self) -> None:
@@ -104,7 +100,7 @@ def test_killed_worker_group_is_recovered_without_resume(ws: Workspace, tmp_path
     )
     second = None
     try:
-        _wait_for(lambda: len(_lines(suites)) >= len(PROJECTS), 60, "every suite to start")
+        wait_for(lambda: len(_lines(suites)) >= len(PROJECTS), 60, "every suite to start", poll=0.1)
         first.kill_group()  # the worker and its pool: SIGKILL mid-step
         killed_at = time.monotonic()
         seen = len(_lines(suites))
@@ -155,7 +151,7 @@ def test_cancel_stops_a_running_suite(tmp_path: Path, git_env: dict[str, str]) -
     argv = overlord_argv("--config", str(ws.config_path), "dispatch", "run tests in core")
     dispatch = _spawn(argv, tmp_path / "dispatch.log", scratch)
     try:
-        _wait_for(started.exists, 60, "the suite to start")
+        wait_for(started.exists, 60, "the suite to start", poll=0.1)
         (row,) = runner.store_for(config).list_plans()
         cancel = _spawn(
             overlord_argv("--config", str(ws.config_path), "cancel", row["id"]),

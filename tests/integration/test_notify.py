@@ -361,11 +361,9 @@ def test_a_beat_run_that_becomes_a_pending_proposal_notifies_too(
     workspace: Workspace, redis_url: str, tmp_path: Path
 ) -> None:
     """Real beat and worker processes: the worker that saves the proposal POSTs it."""
-    import subprocess
-    import sys
     import time
 
-    from tests.integration.test_beat import BEAT_SCRIPT, add_schedule, scheduled_autonomy
+    from tests.integration.test_beat import add_schedule, scheduled_autonomy, start_beat
     from tests.integration.test_worker_cli import configure as add_yaml
     from tests.integration.test_worker_cli import redis_db, start_worker, stop
 
@@ -375,13 +373,7 @@ def test_a_beat_run_that_becomes_a_pending_proposal_notifies_too(
         notify_yaml = "\nnotify:\n  - " + json.dumps(hook(server.url(), "json", ["pending"]))
         path = add_yaml(workspace, redis_db(DB), notify_yaml + "\n")
         worker = start_worker(path, ["direct"], tmp_path / "worker.log")
-        log = (tmp_path / "beat.log").open("wb")
-        beat = subprocess.Popen(
-            [sys.executable, "-c", BEAT_SCRIPT, str(path), str(tmp_path / "beat-schedule")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parents[2],
-        )
+        beat = start_beat(path, tmp_path)
         try:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not server.requests:
