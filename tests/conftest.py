@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 import pytest
 
@@ -61,3 +62,15 @@ TEST_REDIS_PORT = int(_port)
 def redis_url() -> str:
     require_service("Redis", TEST_REDIS_HOST, TEST_REDIS_PORT)
     return f"redis://{TEST_REDIS}/0"
+
+
+def redis_client_or_skip() -> Any:
+    """A ``redis.Redis`` on the tests' Redis; the test is skipped when it does not answer."""
+    import redis
+
+    client = redis.Redis(host=TEST_REDIS_HOST, port=TEST_REDIS_PORT, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.skip(f"needs the Redis server at {TEST_REDIS_HOST}:{TEST_REDIS_PORT}")
+    return client

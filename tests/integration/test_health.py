@@ -30,7 +30,7 @@ from overlord.routing.health import (
     mark_unhealthy,
     refresh_if_stale,
 )
-from tests.conftest import TEST_REDIS_HOST, TEST_REDIS_PORT
+from tests.conftest import TEST_REDIS_HOST, TEST_REDIS_PORT, redis_client_or_skip
 
 TIMEOUT = 0.4
 SLOW = 1.5  # a slow handler answers after this many seconds (well beyond TIMEOUT)
@@ -253,11 +253,7 @@ def test_redis_cache_ignores_a_damaged_entry() -> None:
 
 @pytest.fixture
 def real_redis() -> Iterator[redis.Redis]:
-    client = redis.Redis(host=TEST_REDIS_HOST, port=TEST_REDIS_PORT, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip(f"needs the Redis server at {TEST_REDIS_HOST}:{TEST_REDIS_PORT}")
+    client = redis_client_or_skip()
     yield client
     client.close()
 

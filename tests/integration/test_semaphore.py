@@ -25,17 +25,13 @@ import yaml
 from overlord.core.config import parse
 from overlord.errors import StepFailed
 from overlord.routing.semaphore import Semaphore, SlotTimeout, in_flight
-from tests.conftest import TEST_REDIS_HOST, TEST_REDIS_PORT
+from tests.conftest import TEST_REDIS_HOST, TEST_REDIS_PORT, redis_client_or_skip
 
 Factory = Callable[..., Semaphore]
 
 
 def _real_client() -> redis.Redis:
-    client = redis.Redis(host=TEST_REDIS_HOST, port=TEST_REDIS_PORT, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip(f"needs the Redis server at {TEST_REDIS_HOST}:{TEST_REDIS_PORT}")
+    client: redis.Redis = redis_client_or_skip()
     return client
 
 
