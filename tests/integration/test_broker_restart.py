@@ -17,8 +17,8 @@ import pytest
 from overlord import runner
 from overlord.core.plan import PlanState, StepState
 from tests.dispatch_helpers import configure, overlord_argv
-from tests.integration.test_lost_worker import PROJECTS, _lines, _spawn, _wait_for, _Worker
-from tests.kit import Workspace, build_workspace
+from tests.integration.test_lost_worker import PROJECTS, _lines, _spawn, _Worker
+from tests.kit import Workspace, build_workspace, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -54,7 +54,7 @@ class _Redis:
             except OSError:
                 return False
 
-        _wait_for(up, 20, "redis-server")
+        wait_for(up, 20, "redis-server", poll=0.1)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -93,7 +93,7 @@ def test_workers_survive_a_broker_restart_and_the_plan_finishes(
         scratch,
     )
     try:
-        _wait_for(lambda: len(_lines(suites)) >= len(PROJECTS), 60, "every suite to start")
+        wait_for(lambda: len(_lines(suites)) >= len(PROJECTS), 60, "every suite to start", poll=0.1)
         broker.kill()  # mid-step
         time.sleep(2)
         broker.start()  # the same data directory: what was fsynced comes back
