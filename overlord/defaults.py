@@ -83,9 +83,11 @@ HEALTH_SHOW_TIMEOUT = 2.0
 #: Seconds a "down" health record is trusted without a second look when no other endpoint
 #: would take the work.
 HEALTH_RECHECK_AFTER = 5.0
-#: Seconds between two tries of a model call waiting for its endpoint's slot (with jitter):
-#: short, so a freed slot is taken again quickly, cheap for Redis (one Lua call).
-SLOT_POLL = 0.02
+#: Seconds between two tries of a model call waiting for its endpoint's slot (with jitter).
+#: A release wakes one waiter at once (BLPOP on the slot's free list), so this only bounds
+#: how late a slot that came back by lease expiry is seen; short polls by many waiters
+#: cost CPU that the hand-over itself then lacks.
+SLOT_POLL = 0.2
 #: Seconds a minion step's retry on the fallback endpoint needs at least; with less left it fails.
 MINION_MIN_RETRY = 5.0
 #: Seconds a minion waits on a model request longer than the relay does (the relay answers

@@ -211,28 +211,39 @@ class Semaphore:
                 f"({self.in_use()}/{self.limit} in use)",
                 f"wait and retry, or raise models.{self.name}.concurrent",
             )
-        stop = threading.Event()
+        stop, retaken = threading.Event(), threading.Event()
         beat = threading.Thread(
-            target=self._heartbeat, args=(got, stop), name=f"slot-{self.name}", daemon=True
+            target=self._heartbeat, args=(got, stop, retaken), name=f"slot-{self.name}", daemon=True
         )
         beat.start()
         try:
             yield got
         finally:
+            # Stop the heartbeat before the release (it never retakes a slot once stop is
+            # set) but wait for it only after: the next holder need not wait for a thread.
             stop.set()
-            beat.join(timeout=1.0)
             try:
                 self.release(got)
             except Exception as exc:  # the lease returns the slot anyway
                 log.warning("slot %s of %s not released: %s", got, self.name, exc)
+            beat.join(timeout=1.0)
+            if retaken.is_set():  # the heartbeat retook a lost slot while we released
+                with contextlib.suppress(Exception):
+                    self.release(got)
 
-    def _heartbeat(self, token: str, stop: threading.Event) -> None:
-        interval = self.lease_seconds / 3
-        while not stop.wait(interval):
+    @property
+    def beat_interval(self) -> float:
+        """Seconds between two renewals of a held lease."""
+        return self.lease_seconds / 3
+
+    def _heartbeat(self, token: str, stop: threading.Event, retaken: threading.Event) -> None:
+        while not stop.wait(self.beat_interval):
             try:
                 if not self.refresh(token) and not stop.is_set():
                     # The lease ran out (a long pause?): take a slot again if one is free.
-                    if not self.try_acquire(token):
+                    if self.try_acquire(token):
+                        retaken.set()
+                    else:
                         log.warning("slot %s of %s lost; no free slot to retake", token, self.name)
             except Exception as exc:  # Redis hiccup: keep trying until the lease is gone
                 log.warning("slot %s of %s not refreshed: %s", token, self.name, exc)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,13 +36,9 @@ PREFIX = "overlord:repo:"
 class Lease(Semaphore):
     """A lease of one holder renewed every ``defaults.HEARTBEAT`` seconds (not lease/3)."""
 
-    def _heartbeat(self, token: str, stop: threading.Event) -> None:
-        while not stop.wait(defaults.HEARTBEAT):
-            try:
-                if not self.refresh(token):
-                    self.try_acquire(token)
-            except Exception as exc:  # Redis hiccup: the next beat tries again
-                log.warning("heartbeat of %s not renewed: %s", self.name, exc)
+    @property
+    def beat_interval(self) -> float:
+        return defaults.HEARTBEAT
 
 
 #: work tree → its lock file (a repository's common directory does not move)
