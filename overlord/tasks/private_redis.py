@@ -10,6 +10,7 @@ file and stops it (``reap_orphans``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -90,6 +91,7 @@ class PrivateRedis:
 
     def stop(self) -> None:
         """Kill the server now (it keeps nothing worth a clean shutdown); remove its directory."""
+        forget_pools(str(self.socket))
         if self.process is not None:
             if self.process.poll() is None:
                 self.process.kill()
@@ -99,6 +101,22 @@ class PrivateRedis:
                 pass
             self.process = None
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def forget_pools(socket_path: str) -> None:
+    """Close and drop kombu's process-wide connection and producer pools of the server at
+    ``socket_path``. kombu keeps one per connection address for the life of the process
+    (``kombu.pools``); each private server has its own address, so without this every
+    embedded run in a long-lived process (tests, the webhook server) would leave its
+    connections, sockets and epoll handles behind."""
+    from kombu import pools
+
+    for group in (pools.producers, pools.connections):  # producers hold connections
+        for key in [k for k in list(group) if socket_path in repr(k)]:
+            pool = group.pop(key, None)
+            if pool is not None:
+                with contextlib.suppress(Exception):
+                    pool.force_close_all()
 
 
 def reap_orphans(root: Path | None = None) -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -71,6 +72,30 @@ def test_embedded_runtime_leaves_no_server_thread_or_directory(tmp_path: Path) -
     assert {t for t in threading.enumerate() if t.is_alive()} <= threads
     # the worker's pool flags result.get() as blocking while it runs; put back after
     assert task_join_will_block() == joins_blocked
+
+
+def _open_descriptors() -> int:
+    gc.collect()  # what only waits for the collector is not a leak
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_embedded_runtimes_in_one_process_leave_no_descriptors_behind(tmp_path: Path) -> None:
+    # kombu keeps a connection pool per broker address for the life of the process, and
+    # every private server has an address of its own: a long-lived process (the test
+    # suite, the webhook server) ran out of descriptors when each run left its pool.
+    config = Config.model_validate({"state_url": f"sqlite:///{tmp_path / 'state.db'}"})
+
+    def one_run() -> None:
+        with Runtime(config) as runtime:
+            assert runtime.ready() and runtime.app is not None
+            runtime.app.control.inspect(timeout=1).active_queues()
+            runtime.app.send_task("overlord.nothing", queue="nowhere")
+
+    one_run()
+    before = _open_descriptors()
+    for _ in range(4):
+        one_run()
+    assert _open_descriptors() <= before
 
 
 def test_a_server_left_by_a_killed_overlord_is_reaped_by_the_next_runtime(tmp_path: Path) -> None:
