@@ -7,9 +7,12 @@ this module adds the test identity, fault injection and snapshots.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -29,7 +32,9 @@ __all__ = [
     "add_failing_test",
     "add_reject_hook",
     "apply_env",
+    "build_fresh_workspace",
     "build_workspace",
+    "copy_workspace",
     "days_ago",
     "git",
     "isolate_git_env",
@@ -171,13 +176,14 @@ def add_reject_hook(repo: Path, hook_name: str) -> Path:
     return hook
 
 
-def build_workspace(
+def build_fresh_workspace(
     root: Path, *, behind_upstream: bool = True, python: str = sys.executable
 ) -> Workspace:
     """``overlord.demo.build_workspace`` with the test identity and a pytest test command.
 
     core (shared library) <- api <- web, plus tools (trunk), each with a bare remote; with
-    *behind_upstream* api's develop is one behind origin and web's one ahead.
+    *behind_upstream* api's develop is one behind origin and web's one ahead. About 70 git
+    commands: ``build_workspace`` copies one of these instead.
     """
     return demo.build_workspace(
         root,
@@ -187,6 +193,67 @@ def build_workspace(
         identity=_IDENTITY,
         header="# Overlord configuration for the test workspace (written by tests/kit.py).",
     )
+
+
+#: Workspaces built once per process (per ``behind_upstream`` and python) and copied by
+#: ``build_workspace``; removed at exit. Nothing but ``build_workspace`` sees them.
+_TEMPLATES: dict[tuple[bool, str], Workspace] = {}
+_TEMPLATE_ROOT: Path | None = None
+
+
+def _template(behind_upstream: bool, python: str) -> Workspace:
+    global _TEMPLATE_ROOT
+    key = (behind_upstream, python)
+    if key not in _TEMPLATES:
+        if _TEMPLATE_ROOT is None:
+            _TEMPLATE_ROOT = Path(tempfile.mkdtemp(prefix="overlord-kit-templates-")).resolve()
+            atexit.register(shutil.rmtree, _TEMPLATE_ROOT, True)
+        root = _TEMPLATE_ROOT / f"ws{len(_TEMPLATES)}-{'behind' if behind_upstream else 'synced'}"
+        _TEMPLATES[key] = build_fresh_workspace(
+            root, behind_upstream=behind_upstream, python=python
+        )
+    return _TEMPLATES[key]
+
+
+def copy_workspace(template: Workspace, root: Path) -> Workspace:
+    """A copy of ``template`` at ``root``: its repositories, remotes and overlord.yml, with
+    every absolute path (the config's, each ``origin`` URL, FETCH_HEAD) moved to ``root``."""
+    root = root.resolve()
+    shutil.copytree(template.root, root, symlinks=True)
+    old, new = str(template.root), str(root)
+    texts = [root / template.config_path.name]
+    for name in template.repos:
+        texts += [root / "repos" / name / ".git" / f for f in ("config", "FETCH_HEAD")]
+    for path in texts:
+        if path.exists():
+            path.write_text(path.read_text().replace(old, new))
+    for name in template.repos:  # the copies' inodes and ctimes are new: index stat info too
+        git(root / "repos" / name, "update-index", "-q", "--refresh", check=False)
+
+    def moved(path: Path) -> Path:
+        return root / path.relative_to(template.root)
+
+    return Workspace(
+        root=root,
+        config_path=moved(template.config_path),
+        repos={name: moved(path) for name, path in template.repos.items()},
+        remotes={name: moved(path) for name, path in template.remotes.items()},
+        packages=dict(template.packages),
+        expected_depends_on={k: list(v) for k, v in template.expected_depends_on.items()},
+        test_command=template.test_command,
+    )
+
+
+def build_workspace(
+    root: Path, *, behind_upstream: bool = True, python: str = sys.executable
+) -> Workspace:
+    """The test workspace (``build_fresh_workspace``'s) at ``root``: a copy of one built once
+    per process, so each test gets its own repositories without ~70 git commands.
+
+    core (shared library) <- api <- web, plus tools (trunk), each with a bare remote; with
+    *behind_upstream* api's develop is one behind origin and web's one ahead.
+    """
+    return copy_workspace(_template(behind_upstream, python), root)
 
 
 def _snapshot_one(path: Path) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from tests.kit import (
     add_failing_test,
     add_reject_hook,
     apply_env,
+    build_fresh_workspace,
     build_workspace,
     git,
     isolate_git_env,
@@ -60,9 +62,12 @@ def test_isolated_env(env: dict[str, str], tmp_path: Path) -> None:
     assert git(tmp_path, "config", "--global", "protocol.file.allow") == "always"
 
 
-def test_build_is_fast_and_complete(env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("build", [build_fresh_workspace, build_workspace])
+def test_build_is_fast_and_complete(
+    env: dict[str, str], tmp_path: Path, build: Callable[[Path], Workspace]
+) -> None:
     start = time.monotonic()
-    ws = build_workspace(tmp_path / "ws")
+    ws = build(tmp_path / "ws")
     assert time.monotonic() - start < 5  # target < 3 s; leave slack for loaded CI
     assert set(ws.repos) == set(ws.remotes) == {"core", "api", "web", "tools"}
     assert ws.packages == {n: f"acme-{n}" for n in ws.repos}
@@ -91,6 +96,31 @@ def test_build_is_fast_and_complete(env: dict[str, str], tmp_path: Path) -> None
     assert git(tools, "for-each-ref", "--format=%(refname:short)", "refs/heads") == "main"
     assert git(tools, "branch", "--show-current") == "main"
     assert git(tools, "tag") == ""
+
+
+def test_copies_are_independent_and_name_only_themselves(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    first, second = build_workspace(tmp_path / "a"), build_workspace(tmp_path / "b")
+    assert workspace_snapshot(first) == {
+        key.replace(str(second.root), str(first.root)): value
+        for key, value in workspace_snapshot(second).items()
+    }
+    text = subprocess.run(
+        ["grep", "-rl", "--binary-files=text", "overlord-kit-templates-", str(first.root)],
+        capture_output=True,
+        text=True,
+    )
+    assert text.stdout == ""  # no path of the template left in the copy
+    assert str(first.root) in first.config_path.read_text()
+    add_commit(first.repos["core"], "only-a.txt", "a\n", "Only in a")
+    git(first.repos["core"], "push", "-q", "origin", "develop")
+    git(first.repos["core"], "tag", "only-a")
+    assert "only-a" not in git(second.repos["core"], "tag")
+    assert git(second.remotes["core"], "rev-parse", "develop") != git(
+        first.remotes["core"], "rev-parse", "develop"
+    )
+    assert not (second.repos["core"] / "only-a.txt").exists()
 
 
 def test_config_file(ws: Workspace) -> None:
