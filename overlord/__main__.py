@@ -1,3 +1,3 @@
-from overlord.cli.app import entrypoint
+from overlord.cli.entry import entrypoint
 
 entrypoint()

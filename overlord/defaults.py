@@ -145,8 +145,12 @@ WORKER_SHUTDOWN_TIMEOUT = 30.0
 EMBEDDED_BROKER_STOP_WAIT = 5.0
 #: Repositories asked at once for their checked-out branch when a plan starts.
 BRANCH_READ_THREADS = 8
-#: Repositories scanned at once by ``overlord status``.
-SCAN_THREADS = 32
+#: Repositories fetched at once by ``overlord status --fetch``.
+FETCH_THREADS = 32
+#: git processes ``overlord status`` keeps running at once (its reads are CPU-bound).
+SCAN_WIDTH = 8
+#: ``overlord status``'s cache of merged-branch lists by commit id, in the state directory.
+STATUS_CACHE_FILE = "overlord-status-cache.json"
 #: Pending plans looked through for a schedule entry's proposal still waiting for a person.
 PENDING_PLANS_SCANNED = 200
 #: Seconds ``git check-ref-format`` may take when a branch or tag name is checked.

@@ -109,13 +109,14 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None,
     ) -> None:
         """Per project: branch, clean/dirty, ahead/behind, stale branches, tags, last commit."""
-        from overlord.adapters.git import scanner
+        from overlord.adapters.git import prefetch, scanner
         from overlord.cli.common import load_config, print_json
         from overlord.core.registry import Registry
 
+        early = prefetch.started()  # reads begun before the command line loaded, if any
         cfg = load_config(config)
         names = Registry(cfg).resolve_all(projects) if projects else None
-        rows = scanner.scan(cfg, names, fetch=fetch)
+        rows = scanner.scan(cfg, names, fetch=fetch, early=early)
         if json:
             print_json(scanner.as_json(rows))
         else:

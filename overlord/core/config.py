@@ -25,8 +25,11 @@ from pydantic import (
 )
 
 from overlord import defaults
+from overlord.core.config_file import config_path, expand
 from overlord.errors import ConfigError
 from overlord.kinds import ActionKind  # one kind per module of overlord/kinds/
+
+__all__ = ["Config", "config_path", "expand", "load", "parse"]
 
 
 class Level(StrEnum):
@@ -221,16 +224,6 @@ class Config(_Strict):
         return self.projects[name]
 
 
-def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Where the configuration lives: ``--config``, ``$OVERLORD_CONFIG``, the default."""
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get("OVERLORD_CONFIG")
-    if env:
-        return Path(env).expanduser()
-    return Path(defaults.CONFIG_PATH).expanduser()
-
-
 def load(explicit: str | os.PathLike[str] | None = None) -> Config:
     """Read, validate and resolve the configuration file."""
     path = config_path(explicit)
@@ -310,11 +303,6 @@ def _describe(exc: ValidationError) -> str:
         problem = problem.removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return f"{key}: {problem}{more}"
-
-
-def expand(value: str | Path, base: Path) -> Path:
-    path = Path(os.path.expandvars(str(value))).expanduser()
-    return path if path.is_absolute() else (base / path)
 
 
 def _resolve(config: Config, path: Path) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from overlord import defaults
@@ -67,6 +67,12 @@ def register(config: Config) -> None:
         password = url_password(url or "")
         if password:
             _values.add(password)
+
+
+def add_names(names: Iterable[str]) -> None:
+    """Remember more names of variables that hold secrets (a configuration's, read
+    before it is validated: see ``adapters.git.prefetch``)."""
+    _names.update(names)
 
 
 def secret_names(config: Config | None = None) -> set[str]:

@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from overlord import defaults
+from overlord.adapters.git.porcelain import parse_date, parse_status_v2
 from overlord.adapters.git.refs import branch_ref, check_branch, tag_ref, without_repository_vars
 from overlord.errors import GitError, RepoNotFound
+
+__all__ = ["Git", "parse_date", "parse_status_v2"]
 
 _SEP = "\x1f"  # field separator in --format strings (unit separator, never in ref names)
 _NOT_A_REPO = ("not a git repository", "cannot change to")
@@ -37,16 +40,11 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+def kill_group(proc: subprocess.Popen[Any]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         proc.kill()
-
-
-def parse_date(text: str) -> datetime:
-    """An ISO-8601 strict date as printed by git (``%cI``, ``:iso-strict``)."""
-    return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
 
 
 class Git:
@@ -97,51 +95,76 @@ class Git:
         timeout: float | None = None,
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        args = [str(a) for a in args]
-        command = "git " + " ".join(args)
-        if not self.path.is_dir():
-            raise RepoNotFound(
-                f"{self.path}: no such directory", "check the project's path in the config"
-            )
+        argv, full_env = self.command(args, env)
         limit = timeout if timeout is not None else self.timeout
         try:
             proc = subprocess.Popen(
-                ["git", "-C", str(self.path), *args],
+                argv,
                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",
-                env=self._env(env),
+                env=full_env,
                 start_new_session=True,  # so a timeout can stop git's children too
             )
         except FileNotFoundError:
-            raise GitError("git is not installed or not on PATH", "install git") from None
+            raise self.not_installed() from None
         try:
             stdout, stderr = proc.communicate(input, timeout=limit)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc)
             _, stderr = proc.communicate()
-            raise GitError(
-                f"`{command}` in {self.path} timed out after {limit:g}s",
-                "raise the timeout or check for a hung remote or hook",
-                stderr=stderr or "",
-            ) from None
+            raise self.timed_out(argv, limit, stderr or "") from None
         except BaseException:  # KeyboardInterrupt: do not leave git running
-            _kill_group(proc)
+            kill_group(proc)
             proc.wait()
             raise
-        result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-        if check and result.returncode != 0:
-            last = _last_line(stderr) or _last_line(stdout) or f"exit {result.returncode}"
-            if any(marker in stderr for marker in _NOT_A_REPO):
-                raise RepoNotFound(
-                    f"{self.path}: not a git repository",
-                    "check the project's path in the config",
-                    stderr=stderr,
-                )
-            raise GitError(f"`{command}` failed in {self.path}: {last}", stderr=stderr)
-        return result
+        return self.checked(
+            subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr), check=check
+        )
+
+    def command(
+        self, args: Iterable[str], env: Mapping[str, str] | None = None
+    ) -> tuple[list[str], dict[str, str]]:
+        """The argument list and environment of ``git ARGS`` here; ``RepoNotFound`` when
+        the path is no directory (nothing is started then)."""
+        if not self.path.is_dir():
+            raise RepoNotFound(
+                f"{self.path}: no such directory", "check the project's path in the config"
+            )
+        return self.argv(args), self._env(env)
+
+    def argv(self, args: Iterable[str]) -> list[str]:
+        return ["git", "-C", str(self.path), *(str(a) for a in args)]
+
+    def not_installed(self) -> GitError:
+        return GitError("git is not installed or not on PATH", "install git")
+
+    def timed_out(self, argv: list[str], limit: float, stderr: str) -> GitError:
+        return GitError(
+            f"`git {' '.join(argv[3:])}` in {self.path} timed out after {limit:g}s",
+            "raise the timeout or check for a hung remote or hook",
+            stderr=stderr,
+        )
+
+    def checked(
+        self, result: subprocess.CompletedProcess[str], *, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """``result`` of a finished ``command``, or (``check`` and a non-zero exit) the
+        ``GitError`` / ``RepoNotFound`` it means."""
+        if not check or result.returncode == 0:
+            return result
+        stdout, stderr = result.stdout, result.stderr
+        last = _last_line(stderr) or _last_line(stdout) or f"exit {result.returncode}"
+        if any(marker in stderr for marker in _NOT_A_REPO):
+            raise RepoNotFound(
+                f"{self.path}: not a git repository",
+                "check the project's path in the config",
+                stderr=stderr,
+            )
+        command = "git " + " ".join(result.args[3:])
+        raise GitError(f"`{command}` failed in {self.path}: {last}", stderr=stderr)
 
     def ok(self, *args: str) -> bool:
         """Whether ``git ARGS`` exits 0 (a missing repository counts as not ok)."""
@@ -363,37 +386,3 @@ class Git:
     def worktree_remove(self, path: Path | str) -> None:
         self.run("worktree", "remove", "--force", str(path))
         self._run(["worktree", "prune"], check=False)
-
-
-def parse_status_v2(text: str) -> dict[str, Any]:
-    """Parse ``git status --porcelain=v2 [--branch]``: branch headers and path counts."""
-    info: dict[str, Any] = {
-        "oid": None,
-        "head": None,
-        "upstream": None,
-        "ahead": 0,
-        "behind": 0,
-        "counts": {"staged": 0, "modified": 0, "untracked": 0, "conflicted": 0},
-    }
-    counts = info["counts"]
-    for line in text.splitlines():
-        if line.startswith("# branch.oid "):
-            oid = line.split(" ", 2)[2]
-            info["oid"] = None if oid == "(initial)" else oid
-        elif line.startswith("# branch.head "):
-            head = line.split(" ", 2)[2]
-            info["head"] = None if head == "(detached)" else head
-        elif line.startswith("# branch.upstream "):
-            info["upstream"] = line.split(" ", 2)[2]
-        elif line.startswith("# branch.ab "):
-            ahead, behind = line.split(" ")[2:4]
-            info["ahead"], info["behind"] = abs(int(ahead)), abs(int(behind))
-        elif line.startswith(("1 ", "2 ")):
-            xy = line[2:4]
-            counts["staged"] += xy[0] != "."
-            counts["modified"] += xy[1] != "."
-        elif line.startswith("u "):
-            counts["conflicted"] += 1
-        elif line.startswith("? "):
-            counts["untracked"] += 1
-    return info

@@ -1,36 +1,34 @@
 """The state of every project's repository, scanned in parallel (``overlord status``).
 
-Each repository costs about three git calls: ``status --porcelain=v2 --branch`` (branch,
-upstream, ahead/behind, path counts), one ``for-each-ref`` over branches and tags (tips,
-dates, subjects) and, only when some branch is old enough to be stale, a
-``for-each-ref --merged`` against the main line. A missing or broken repository becomes a
-row with ``ok=False`` and the error text, never an exception.
+Each repository costs two git calls, run for all repositories at once from one thread
+(``batch``): ``status --porcelain=v2 --branch`` (branch, upstream, ahead/behind, path
+counts) and one ``for-each-ref`` over branches and tags (tips, dates, subjects). Only
+when some branch is old enough to be stale, and the answer for these very tips is not in
+the cache (``merged_cache``), a third: ``for-each-ref --merged`` against the main line.
+Reads started before the CLI loaded (``prefetch``) stand in for the first two where they
+asked the same. A missing or broken repository becomes a row with ``ok=False`` and the
+error text, never an exception.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
 from overlord import defaults
-from overlord.adapters.git.git import Git, parse_date, parse_status_v2
+from overlord.adapters.git import merged_cache
+from overlord.adapters.git.batch import Call, run_all
+from overlord.adapters.git.git import Git
+from overlord.adapters.git.merged_cache import MergedCache, history_is_fixed
+from overlord.adapters.git.porcelain import SEP, merged_args, parse_date, parse_status_v2
+from overlord.adapters.git.prefetch import Prefetch, status_reads
 from overlord.core.config import BranchModel, Config, ProjectConfig
 from overlord.errors import OverlordError, ProjectLookupError
 
-_SEP = "\x1f"
-_REF_FORMAT = _SEP.join(
-    (
-        "%(refname)",
-        "%(objectname)",
-        "%(committerdate:iso-strict)",
-        "%(creatordate:iso-strict)",
-        "%(contents:subject)",
-    )
-)
+_T = TypeVar("_T")
 
 
 class BranchInfo(BaseModel):
@@ -157,31 +155,131 @@ def scan_project(
     now: datetime | None = None,
 ) -> ProjectStatus:
     """The status row of one project; errors become ``ok=False`` rows."""
-    row = ProjectStatus(name=name, path=str(project.path))
+    return _scan([(name, project)], days, fetch=fetch, now=now or datetime.now(UTC))[0]
+
+
+def scan(
+    config: Config,
+    names: list[str] | None = None,
+    *,
+    fetch: bool = False,
+    width: int | None = None,
+    early: Prefetch | None = None,
+) -> list[ProjectStatus]:
+    """Status rows of the named projects (all when ``names`` is None), in config order.
+
+    ``early``: reads started before the configuration was validated (``prefetch``); one
+    is used only where this configuration asks exactly the same of the same path.
+    """
+    if names is not None:
+        unknown = [n for n in names if n not in config.projects]
+        if unknown:
+            raise ProjectLookupError(
+                f"unknown project {unknown[0]!r}",
+                f"known projects: {', '.join(sorted(config.projects)) or 'none'}",
+            )
+    wanted = set(names) if names is not None else None
+    selected = [(n, p) for n, p in config.projects.items() if wanted is None or n in wanted]
+    if not selected:
+        return []
+    cache = MergedCache(config.state_dir / defaults.STATUS_CACHE_FILE)
+    rows = _scan(
+        selected,
+        config.dispatch.stale_branch_days,
+        fetch=fetch,
+        now=datetime.now(UTC),
+        width=width,
+        early=early,
+        cache=cache,
+    )
+    cache.save()
+    return rows
+
+
+def _scan(
+    selected: list[tuple[str, ProjectConfig]],
+    days: int,
+    *,
+    fetch: bool,
+    now: datetime,
+    width: int | None = None,
+    early: Prefetch | None = None,
+    cache: MergedCache | None = None,
+) -> list[ProjectStatus]:
+    rows = [ProjectStatus(name=name, path=str(project.path)) for name, project in selected]
+    gits = [Git(project.path) for _, project in selected]
+    if fetch:
+        _fetch_all(rows, gits, [project for _, project in selected])
+    reads = {i: status_reads(gits[i]) for i, row in enumerate(rows) if row.ok}
+    if early is not None:
+        for pair in reads.values():
+            early.adopt(*pair)
+    run_all([call for pair in reads.values() for call in pair], width)
+    asks: dict[int, _Refs] = {}
+    for i, (status, refs) in reads.items():
+        found = _guarded(rows[i], _fill, rows[i], status, refs, gits[i])
+        if found is not None:
+            asks[i] = found
+    merged_calls: dict[int, Call] = {}
+    for i, found in asks.items():
+        mains = _existing_mains(main_line(selected[i][1]), found.tips)
+        found.mains = mains
+        if not mains or not _old_names(found.tips, days, now):
+            found.merged = []
+            continue
+        found.key = merged_cache.key(mains, ((b, t[0]) for b, t in found.tips.items()))
+        cacheable = cache is not None and not found.replaced and history_is_fixed(gits[i].path)
+        found.merged = cache.get(gits[i].path, found.key) if cacheable and cache else None
+        if found.merged is None:
+            found.cacheable = cacheable
+            merged_calls[i] = Call(gits[i], *merged_args(mains), like=reads[i][0])
+    run_all(list(merged_calls.values()), width)
+    for i, found in asks.items():
+        _guarded(rows[i], _classify, rows[i], found, merged_calls.get(i), days, now, cache)
+    return rows
+
+
+def _guarded(row: ProjectStatus, work: Callable[..., _T], *args: Any) -> _T | None:
+    """``work(*args)``; an error becomes the row's (a broken repository must not break
+    the whole table)."""
     try:
-        _fill(row, Git(project.path), project, days, fetch=fetch, now=now or datetime.now(UTC))
+        return work(*args)
     except OverlordError as exc:
         row.ok, row.error = False, exc.message
-    except Exception as exc:  # a broken repository must not break the whole table
+    except Exception as exc:
         row.ok, row.error = False, f"{type(exc).__name__}: {exc}"
-    return row
+    return None
 
 
-def _fill(
-    row: ProjectStatus, git: Git, project: ProjectConfig, days: int, *, fetch: bool, now: datetime
-) -> None:
-    if fetch:
+def _fetch_all(rows: list[ProjectStatus], gits: list[Git], projects: list[ProjectConfig]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fetch(i: int) -> None:
         try:
-            git.fetch(project.remote)
+            gits[i].fetch(projects[i].remote)
         except OverlordError as exc:
-            if not git.path.is_dir():
+            if not gits[i].path.is_dir():
                 raise
-            row.warnings.append(f"fetch failed: {exc.message}")
-    # --no-optional-locks: a read never takes the index lock (nor rewrites the index) under
-    # the person's own git commands
-    status = parse_status_v2(
-        git.run("--no-optional-locks", "status", "--porcelain=v2", "--branch", "-unormal")
-    )
+            rows[i].warnings.append(f"fetch failed: {exc.message}")
+
+    workers = min(defaults.FETCH_THREADS, len(rows))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overlord-fetch") as pool:
+        list(pool.map(lambda i: _guarded(rows[i], fetch, i), range(len(rows))))
+
+
+class _Refs:
+    """What the refs of one repository said, and what is asked of them next."""
+
+    def __init__(self, tips: dict[str, tuple[str, datetime]], replaced: bool) -> None:
+        self.tips, self.replaced = tips, replaced
+        self.mains: list[str] = []
+        self.key = ""
+        self.merged: list[str] | None = None
+        self.cacheable = False
+
+
+def _fill(row: ProjectStatus, status_call: Call, refs_call: Call, git: Git) -> _Refs:
+    status = parse_status_v2(status_call.output())
     counts = status["counts"]
     row.branch = status["head"]
     row.detached = status["head"] is None and status["oid"] is not None
@@ -194,10 +292,9 @@ def _fill(
     tips: dict[str, tuple[str, datetime]] = {}
     subjects: dict[str, str] = {}
     tags: list[tuple[datetime, str, str]] = []
-    for line in git.run(
-        "for-each-ref", f"--format={_REF_FORMAT}", "refs/heads", "refs/tags"
-    ).splitlines():
-        parts = line.split(_SEP, 4)
+    replaced = False
+    for line in refs_call.output().splitlines():
+        parts = line.split(SEP, 4)
         if len(parts) != 5:
             continue
         ref, sha, committed, created, subject = parts
@@ -205,8 +302,11 @@ def _fill(
             branch = ref.removeprefix("refs/heads/")
             tips[branch] = (sha, parse_date(committed))
             subjects[branch] = subject
-        elif created:
-            tags.append((parse_date(created), ref.removeprefix("refs/tags/"), created))
+        elif ref.startswith("refs/tags/"):
+            if created:
+                tags.append((parse_date(created), ref.removeprefix("refs/tags/"), created))
+        else:
+            replaced = True
     tags.sort(reverse=True)
     row.tags = [TagInfo(name=tag, date=date) for _, tag, date in tags[:3]]
 
@@ -215,46 +315,26 @@ def _fill(
         row.last_commit = CommitInfo(sha=sha, date=date.isoformat(), subject=subjects[row.branch])
     elif status["oid"] is not None:
         row.last_commit = CommitInfo(**git.last_commit())
+    return _Refs(tips, replaced)
 
-    mains = _existing_mains(main_line(project), tips)
-    merged: list[str] = []
-    if mains and _old_names(tips, days, now):
-        merged = git.merged_into(*mains)
+
+def _classify(
+    row: ProjectStatus,
+    found: _Refs,
+    call: Call | None,
+    days: int,
+    now: datetime,
+    cache: MergedCache | None,
+) -> None:
+    merged = found.merged
+    if merged is None:
+        assert call is not None
+        merged = [line for line in call.output().splitlines() if line]
+        if found.cacheable and cache is not None:
+            cache.put(call.git.path, found.key, merged)
     row.stale_branches, row.old_unmerged = classify_branches(
-        tips, merged, current=row.branch, main_branches=mains, days=days, now=now
+        found.tips, merged, current=row.branch, main_branches=found.mains, days=days, now=now
     )
-
-
-def scan(
-    config: Config,
-    names: list[str] | None = None,
-    *,
-    fetch: bool = False,
-    max_workers: int | None = None,
-) -> list[ProjectStatus]:
-    """Status rows of the named projects (all when ``names`` is None), in config order."""
-    if names is not None:
-        unknown = [n for n in names if n not in config.projects]
-        if unknown:
-            raise ProjectLookupError(
-                f"unknown project {unknown[0]!r}",
-                f"known projects: {', '.join(sorted(config.projects)) or 'none'}",
-            )
-    wanted = set(names) if names is not None else None
-    selected = [(n, p) for n, p in config.projects.items() if wanted is None or n in wanted]
-    if not selected:
-        return []
-    days = config.dispatch.stale_branch_days
-    now = datetime.now(UTC)
-    workers = max_workers or min(defaults.SCAN_THREADS, len(selected))
-    if workers <= 1 or len(selected) == 1:
-        return [scan_project(n, p, days, fetch=fetch, now=now) for n, p in selected]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overlord-scan") as pool:
-        return list(
-            pool.map(
-                lambda item: scan_project(item[0], item[1], days, fetch=fetch, now=now), selected
-            )
-        )
 
 
 def as_json(rows: Iterable[ProjectStatus]) -> dict[str, Any]:

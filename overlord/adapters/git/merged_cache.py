@@ -1,0 +1,120 @@
+"""Which local branches are merged into the main line, remembered by commit id.
+
+``git for-each-ref --merged=<main>`` answers from the commit graph alone: asked about the
+same main-line branches, with every local branch at the same tip, it gives the same
+answer. ``overlord status`` keeps that answer per repository in one JSON file in the
+state directory (``defaults.STATUS_CACHE_FILE``), under a key made of the main line
+asked about and every (branch, tip commit) pair: a branch moved, added or removed
+misses, and git is asked again. A repository whose history can change under the same
+commit ids (shallow, grafts, replace refs) is never cached; neither is one whose git
+directory is not where a work tree keeps it. A cache that cannot be read or written is
+no cache (never an error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+_VERSION = 1
+
+
+def key(mains: Sequence[str], tips: Iterable[tuple[str, str]]) -> str:
+    """The cache key of a question: the main line and every (branch, tip commit)."""
+    text = json.dumps([list(mains), sorted(tips)], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _git_dirs(repo: Path) -> list[Path] | None:
+    """The git directory (and common directory) of the work tree ``repo``, found as
+    git finds them (``.git``, or a ``gitdir:`` file and its ``commondir``)."""
+    dotgit = repo / ".git"
+    try:
+        if dotgit.is_dir():
+            gitdir = dotgit
+        elif dotgit.is_file():
+            line = dotgit.read_text().strip()
+            if not line.startswith("gitdir:"):
+                return None
+            gitdir = repo / line.removeprefix("gitdir:").strip()
+        else:
+            return None
+        dirs = [gitdir]
+        common = gitdir / "commondir"
+        if common.is_file():
+            dirs.append(gitdir / common.read_text().strip())
+        return dirs
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def history_is_fixed(repo: Path) -> bool:
+    """Whether commit ids alone fix ``repo``'s history: no ``shallow`` file, no
+    ``info/grafts`` (replace refs are seen in the refs the scanner reads)."""
+    dirs = _git_dirs(repo)
+    if dirs is None:
+        return False
+    return not any((d / "shallow").exists() or (d / "info" / "grafts").exists() for d in dirs)
+
+
+class MergedCache:
+    """The cache file at ``path`` (None: remember nothing)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._entries: dict[str, dict[str, object]] | None = None
+        self._changed = False
+
+    def _load(self) -> dict[str, dict[str, object]]:
+        if self._entries is None:
+            self._entries = {}
+            if self.path is not None:
+                try:
+                    doc = json.loads(self.path.read_bytes())
+                    if isinstance(doc, dict) and doc.get("version") == _VERSION:
+                        repos = doc.get("repos")
+                        self._entries = repos if isinstance(repos, dict) else {}
+                except (OSError, ValueError):
+                    pass
+        return self._entries
+
+    def get(self, repo: Path, question: str) -> list[str] | None:
+        """The merged branches remembered for ``repo`` under key ``question``, if any."""
+        if self.path is None:
+            return None
+        entry = self._load().get(str(repo))
+        if not isinstance(entry, dict) or entry.get("key") != question:
+            return None
+        merged = entry.get("merged")
+        if not isinstance(merged, list) or not all(isinstance(b, str) for b in merged):
+            return None
+        return list(merged)
+
+    def put(self, repo: Path, question: str, merged: Sequence[str]) -> None:
+        if self.path is None:
+            return
+        self._load()[str(repo)] = {"key": question, "merged": list(merged)}
+        self._changed = True
+
+    def save(self) -> None:
+        """Write the file when something was added (atomically: a reader sees the old
+        file or the new one)."""
+        if self.path is None or not self._changed:
+            return
+        doc = json.dumps({"version": _VERSION, "repos": self._load()}, separators=(",", ":"))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".status-cache-", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w") as out:
+                    out.write(doc)
+                os.replace(tmp, self.path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError:
+            return
+        self._changed = False

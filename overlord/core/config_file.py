@@ -1,0 +1,28 @@
+"""Where the configuration file is, and how a path written in it resolves.
+
+Nothing here validates (that is ``config``, with pydantic): this much is also what
+``overlord status`` needs to start its git reads before the CLI has loaded
+(``adapters.git.prefetch``), so it imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from overlord import defaults
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Where the configuration lives: ``--config``, ``$OVERLORD_CONFIG``, the default."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("OVERLORD_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    return Path(defaults.CONFIG_PATH).expanduser()
+
+
+def expand(value: str | Path, base: Path) -> Path:
+    path = Path(os.path.expandvars(str(value))).expanduser()
+    return path if path.is_absolute() else (base / path)
