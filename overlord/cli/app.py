@@ -9,8 +9,6 @@ from typing import Annotated
 
 import typer
 
-from overlord.errors import EXIT_BAD_INPUT, OverlordError
-
 app = typer.Typer(
     name="overlord",
     help="Coordinate work across many git repositories: status, graph, plans, releases.",
@@ -72,44 +70,10 @@ _register()
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map our errors to exit codes and one-line messages (SPEC §2)."""
-    from overlord.cli.common import err_console
+    from overlord.cli import outcome
 
-    try:
-        args = sys.argv[1:] if argv is None else argv
-        rc = _for(args)(args=args, standalone_mode=False)
-    except OverlordError as exc:
-        from rich.text import Text
-
-        from overlord.core.secrets import redact
-
-        # messages quote user input and tool output: never read them as markup; they
-        # may quote a URL or a command's output: never print a secret (SPEC §4.6)
-        message = Text.assemble(("error:", "bold red"), " ", redact(exc.message))
-        err_console.print(message, soft_wrap=True)
-        if exc.hint:
-            err_console.print(
-                Text.assemble(("hint:", "dim"), " ", redact(exc.hint)), soft_wrap=True
-            )
-        return exc.exit_code
-    except typer.Abort:
-        err_console.print("aborted")
-        return 1
-    except typer.Exit as exc:
-        return int(exc.exit_code or 0)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        return 130
-    except Exception as exc:
-        # Usage errors (missing argument, bad option value) are click exceptions; typer
-        # may ship its own copy of click, so recognise them by shape, not by class.
-        show = getattr(exc, "show", None)
-        if callable(show) and hasattr(exc, "exit_code"):
-            show()
-            return EXIT_BAD_INPUT
-        raise
-    finally:
-        _settle_notifications()
-    return rc if isinstance(rc, int) else 0
+    args = sys.argv[1:] if argv is None else argv
+    return outcome.run(lambda: _for(args)(args=args, standalone_mode=False))
 
 
 def _for(args: list[str]) -> typer.Typer:
@@ -137,24 +101,6 @@ def _command_name(info: typer.models.CommandInfo) -> str | None:
         return info.name
     callback = info.callback
     return callback.__name__.lower().replace("_", "-") if callback else None
-
-
-def _settle_notifications() -> None:
-    """Before the command returns: let webhook deliveries this command started finish
-    (at most ``defaults.WEBHOOK_EXIT_WAIT`` s; one still running then is recorded as cut
-    short)."""
-    webhooks = sys.modules.get("overlord.webhooks")
-    if webhooks is None or not webhooks.pending():
-        return
-    if not webhooks.wait_idle(1.0):
-        from overlord import defaults
-        from overlord.cli.common import err_console
-
-        err_console.print(
-            f"waiting for {webhooks.pending()} webhook delivery(ies), "
-            f"at most {defaults.WEBHOOK_EXIT_WAIT:.0f} s"
-        )
-        webhooks.drain(defaults.WEBHOOK_EXIT_WAIT - 1.0)
 
 
 def entrypoint() -> None:
