@@ -59,9 +59,10 @@ def queues(config: Config) -> list[str]:
 
 def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) -> Celery:
     """A Celery app for ``config`` on ``broker_url`` (default: the config's ``broker_url``)."""
-    from overlord.tasks import definitions, health, kombu_fix, scheduled
+    from overlord.tasks import definitions, health, kombu_fix, redis_fix, scheduled
 
     kombu_fix.apply()  # a worker survives a broker restart
+    redis_fix.apply()  # a new Redis client does not read the package metadata again
     broker = broker_url or (config.broker_url if config else None) or "redis://127.0.0.1:6379/0"
     app = Celery("overlord", set_as_current=False, amqp=_NamedAMQP)
     app.conf.update(
