@@ -59,7 +59,7 @@ def queues(config: Config) -> list[str]:
 
 def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) -> Celery:
     """A Celery app for ``config`` on ``broker_url`` (default: the config's ``broker_url``)."""
-    from overlord.tasks import definitions, health, kombu_fix, redis_fix, scheduled
+    from overlord.tasks import definitions, health, kombu_fix, redis_fix, results, scheduled
 
     kombu_fix.apply()  # a worker survives a broker restart
     redis_fix.apply()  # a new Redis client does not read the package metadata again
@@ -67,7 +67,7 @@ def make_app(config: Config | None, broker_url: str | None = None, **conf: Any) 
     app = Celery("overlord", set_as_current=False, amqp=_NamedAMQP)
     app.conf.update(
         broker_url=broker,
-        result_backend=broker,
+        result_backend=results.backend_url(broker),
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

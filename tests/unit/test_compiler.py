@@ -439,3 +439,28 @@ def test_the_sent_event_carries_the_display_name_too(app: Celery) -> None:
     assert by_position.sent_event["name"] == "rollback · p1"
     plain = app.amqp.as_task_v2("id-2", "overlord.health", (), create_sent_event=True)
     assert plain.sent_event["name"] == "overlord.health"
+
+
+def test_sending_a_flat_chord_subscribes_to_no_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Celery's Redis backend subscribed to every header task's result channel when a chord
+    was sent (one round trip each, for results nobody reads): a flat header skips that."""
+    from celery.backends.redis import RedisBackend
+    from celery.result import AsyncResult, GroupResult
+
+    from overlord.tasks.results import Results, backend_url
+
+    redis_app = make_app(None, "redis+socket:///nonexistent/r.sock")  # never connected to
+    backend = redis_app.backend
+    assert isinstance(backend, Results)
+    assert backend.connparams["path"] == "/nonexistent/r.sock"
+    header = [AsyncResult(f"t{i}", app=redis_app) for i in range(3)]
+    assert backend.apply_chord(("g1", header), None) is None
+    assert not backend._pending_results[0] and not backend._pending_results[1]
+    celerys: list[object] = []  # a nested group goes through Celery's own code
+    monkeypatch.setattr(RedisBackend, "apply_chord", lambda self, args, body: celerys.append(args))
+    inner = GroupResult.__new__(GroupResult)  # built for real, it would subscribe too
+    nested = [*header, inner]
+    backend.apply_chord(("g3", nested), None)
+    assert celerys == [("g3", nested)]
+    assert backend_url("redis://h:1/0") == "overlord.tasks.results:Results+redis://h:1/0"
+    assert backend_url("memory://") == "memory://"
