@@ -139,6 +139,9 @@ REDIS_SOCKET_TIMEOUT = 30.0
 #: server), and on a shared broker. Short, so a command ends at once when its plan settles.
 WORKER_POLL_EMBEDDED = 0.02
 WORKER_POLL = 0.1
+#: Seconds a thread may keep the GIL while another waits for it (``sys.setswitchinterval``)
+#: in a process running an in-process worker (Python's default is 0.005).
+SWITCH_INTERVAL = 0.001
 #: Seconds an in-process worker has to finish its tasks when its command ends.
 WORKER_SHUTDOWN_TIMEOUT = 30.0
 #: Seconds the embedded broker (a private redis-server) has to exit once killed.

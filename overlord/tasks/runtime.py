@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import ExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -91,6 +92,11 @@ class Runtime:
             self.broker_url = self._start_broker()
             self.app = make_app(self.config, self.broker_url)
             self.app.overlord_embedded = self.embedded  # type: ignore[attr-defined]
+            if self.embedded:
+                # task events are for Flower, which never sees a private server: sending
+                # them cost a publish for every message sent, received, started and done
+                self.app.conf.worker_send_task_events = False
+                self.app.conf.task_send_sent_event = False
             self._stack.callback(_drop_result_subscriptions, self.app)
             if self.with_worker:
                 # closing the worker waits for its pending Redis poll (a BRPOP) to time
@@ -99,6 +105,12 @@ class Runtime:
                 poll = defaults.WORKER_POLL_EMBEDDED if self.embedded else defaults.WORKER_POLL
                 options = dict(self.app.conf.broker_transport_options or {})
                 self.app.conf.broker_transport_options = {**options, "polling_interval": poll}
+                # the worker's event loop, its step threads and this command pass each
+                # other every message: a thread back from a Redis round trip waits for
+                # the GIL up to the switch interval (5 ms by default) while another
+                # computes, and a plan's start and each freed slot take a dozen of those
+                self._stack.callback(sys.setswitchinterval, sys.getswitchinterval())
+                sys.setswitchinterval(min(sys.getswitchinterval(), defaults.SWITCH_INTERVAL))
                 self._start_worker()
             # Nothing here waits on a Celery result (the state database is the truth).
             # Declaring that, as a real worker process does, stops every ``apply_async``

@@ -17,6 +17,7 @@ import pytest
 import redis
 from celery._state import task_join_will_block
 
+from overlord import defaults
 from overlord.core.config import Config
 from overlord.errors import BrokerUnavailable
 from overlord.tasks.private_redis import OWNER, PrivateRedis, reap_orphans
@@ -54,8 +55,13 @@ def test_embedded_runtime_leaves_no_server_thread_or_directory(tmp_path: Path) -
     config = Config.model_validate({"state_url": f"sqlite:///{tmp_path / 'state.db'}"})
     threads = set(threading.enumerate())
     joins_blocked = task_join_will_block()
+    switch = sys.getswitchinterval()
     with Runtime(config) as runtime:
         assert runtime.embedded and runtime.with_worker and runtime.app is not None
+        # no task events nobody could read; the GIL passed between its threads sooner
+        assert not runtime.app.conf.worker_send_task_events
+        assert not runtime.app.conf.task_send_sent_event
+        assert sys.getswitchinterval() <= defaults.SWITCH_INTERVAL
         assert runtime.server is not None
         directory = runtime.server.directory
         servers = [
@@ -72,6 +78,7 @@ def test_embedded_runtime_leaves_no_server_thread_or_directory(tmp_path: Path) -
     assert {t for t in threading.enumerate() if t.is_alive()} <= threads
     # the worker's pool flags result.get() as blocking while it runs; put back after
     assert task_join_will_block() == joins_blocked
+    assert sys.getswitchinterval() == switch
 
 
 def _open_descriptors() -> int:
