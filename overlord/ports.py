@@ -76,8 +76,13 @@ class PlanStore(Protocol):
         setting ``doc``'s keys of its document; True if this call moved it (event ``plan``).
         Only ``lifecycle.move`` calls it."""
 
-    def wait_for_transition(self, timeout: float) -> None:
-        """Sleep up to ``timeout`` seconds, less when a plan changes state in this process."""
+    def transitions(self) -> int:
+        """How many plan transitions this process has made so far (read it before reading a
+        state, and pass it to ``wait_for_transition``)."""
+
+    def wait_for_transition(self, timeout: float, after: int | None = None) -> None:
+        """Sleep up to ``timeout`` seconds, less when a plan changes state in this process;
+        not at all when one did since ``transitions()`` answered ``after``."""
 
     def update_doc(self, plan_id: str, **doc: Any) -> None:
         """Set keys of the plan's document (``add_notes=[...]`` appends to its notes);

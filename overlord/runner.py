@@ -87,7 +87,19 @@ def run(
         executor.run_steps(plan)
         if detach and not executor.embedded:
             return store.load(plan.id)
-        return wait(config, plan.id, follow=follow, tick=_recovery(executor, config, plan.id))
+        return wait(
+            config,
+            plan.id,
+            follow=follow,
+            tick=_recovery(executor, config, plan.id),
+            poll=_poll(executor),
+        )
+
+
+def _poll(executor: Executor) -> float:
+    """Seconds between two reads of a followed plan's state: embedded, every transition
+    is made in this process and ends the wait at once."""
+    return defaults.FOLLOW_STATE_POLL_EMBEDDED if executor.embedded else defaults.FOLLOW_STATE_POLL
 
 
 def _recovery(executor: Executor, config: Config, plan_id: str) -> Callable[[], list[str]] | None:
@@ -146,7 +158,7 @@ def push(
         executor.run_push(store.load(plan_id))
         if detach and not executor.embedded:
             return store.load(plan_id)
-        return wait(config, plan_id, follow=follow)
+        return wait(config, plan_id, follow=follow, poll=_poll(executor))
 
 
 def rollback(
@@ -161,4 +173,4 @@ def rollback(
                 return store.load(plan_id)
         store.update_doc(plan_id, owner=owner_of(executor.embedded))
         executor.run_rollback(plan_id)
-        return wait(config, plan_id, follow=follow)
+        return wait(config, plan_id, follow=follow, poll=_poll(executor))

@@ -30,6 +30,7 @@ class MemoryPlanStore:
         self.url = url
         self._lock = threading.RLock()
         self._transitions = threading.Condition(self._lock)
+        self._made = 0  # transitions made (``transitions``)
         self._plans: dict[str, dict[str, Any]] = {}
         self._steps: dict[str, dict[str, dict[str, Any]]] = {}  # plan → step id → row
         self._events: list[dict[str, Any]] = []
@@ -131,12 +132,17 @@ class MemoryPlanStore:
             if doc:
                 row["doc"] = plan_rows.merged_doc(row["doc"], doc)
             self._event(plan_id, None, "plan", f"-> {to.value}")
+            self._made += 1
             self._transitions.notify_all()
         return True
 
-    def wait_for_transition(self, timeout: float) -> None:
+    def transitions(self) -> int:
+        return self._made
+
+    def wait_for_transition(self, timeout: float, after: int | None = None) -> None:
         with self._transitions:
-            self._transitions.wait(timeout)
+            if after is None or after == self._made:
+                self._transitions.wait(timeout)
 
     def update_doc(self, plan_id: str, **doc: Any) -> None:
         with self._lock:

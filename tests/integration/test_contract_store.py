@@ -163,6 +163,22 @@ def test_a_transition_in_this_process_ends_a_wait(store: PlanStore) -> None:
     assert store.state(plan.id) is PlanState.RUNNING
 
 
+def test_a_transition_since_the_count_was_read_ends_a_wait_at_once(store: PlanStore) -> None:
+    """The follower reads the count, then the state, then waits: a transition between the
+    state's read and the wait must not be slept through."""
+    plan = make_plan()
+    store.save(plan)
+    seen = store.transitions()
+    assert store.transition(plan.id, PlanState.RUNNING)
+    assert store.transitions() != seen
+    started = time.monotonic()
+    store.wait_for_transition(5.0, after=seen)
+    assert time.monotonic() - started < 2.5
+    started = time.monotonic()
+    store.wait_for_transition(0.05, after=store.transitions())  # none since: it waits
+    assert time.monotonic() - started >= 0.04
+
+
 # --- steps --------------------------------------------------------------------------------
 
 

@@ -22,6 +22,8 @@ from overlord.errors import PlanNotFound
 
 #: Notified after every plan transition committed in this process (``runner.wait``).
 _TRANSITIONS = threading.Condition()
+#: How many there were (``Store.transitions``); changed while holding ``_TRANSITIONS``.
+_MADE = [0]
 
 
 class Store:
@@ -175,15 +177,23 @@ class Store:
             conn.execute(update(schema.plans).where(schema.plans.c.id == plan_id).values(**values))
             _event(conn, plan_id, None, "plan", f"-> {to.value}")
         with _TRANSITIONS:
+            _MADE[0] += 1
             _TRANSITIONS.notify_all()
         return True
 
     @staticmethod
-    def wait_for_transition(timeout: float) -> None:
+    def transitions() -> int:
+        """How many plan transitions this process has committed (``wait_for_transition``)."""
+        return _MADE[0]
+
+    @staticmethod
+    def wait_for_transition(timeout: float, after: int | None = None) -> None:
         """Sleep up to ``timeout`` seconds, less when a plan of this process changes state
-        (an in-process worker settling it); other processes' changes are seen by polling."""
+        (an in-process worker settling it), and not at all when one did since
+        ``transitions()`` answered ``after``; other processes' changes are seen by polling."""
         with _TRANSITIONS:
-            _TRANSITIONS.wait(timeout)
+            if after is None or after == _MADE[0]:
+                _TRANSITIONS.wait(timeout)
 
     def update_doc(self, plan_id: str, **doc: Any) -> None:
         """Change keys of the plan's document (``add_notes=[...]`` appends to its notes);
