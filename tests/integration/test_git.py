@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from overlord.adapters.git import head_file
+from overlord.adapters.git.checkout import head_name
 from overlord.adapters.git.git import Git
 from overlord.errors import GitError, RepoNotFound
 from tests.kit import add_commit, days_ago, git
@@ -288,3 +290,38 @@ def test_remote_named_accepts_a_name_or_owner_slash_repo(tmp_path: Path) -> None
     assert git.remote_named("acme/other") == "mirror"
     assert git.remote_named("acme/nothing") is None
     assert git.remote_named("upstream") is None
+
+
+def test_head_name_read_from_the_head_file_answers_as_git_does(repo: Path, tmp_path: Path) -> None:
+    """``head_name`` reads the branch from ``.git/HEAD`` without running git in the plain
+    case; every case answers what git says (unusual ones are asked to git)."""
+
+    def by_git(path: Path) -> str:
+        return Git(path).current_branch() or Git(path).head()
+
+    g = Git(repo)
+    assert head_file.branch(repo) == "main"
+    assert head_name(g) == by_git(repo) == "main"
+    git(repo, "checkout", "-q", "-b", "feature/a.b-c")
+    assert head_file.branch(repo) == "feature/a.b-c"
+    assert head_name(g) == by_git(repo) == "feature/a.b-c"
+    git(repo, "checkout", "-q", "--orphan", "unborn")  # a branch with no commit yet
+    assert head_file.branch(repo) == "unborn" == g.current_branch()
+    git(repo, "checkout", "-q", "-f", "main")
+    git(repo, "checkout", "-q", "--detach", "HEAD")
+    assert head_file.branch(repo) is None  # detached: git says which commit
+    assert head_name(g) == by_git(repo) == g.head()
+    git(repo, "checkout", "-q", "main")
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", "-b", "side", str(linked))
+    assert (linked / ".git").is_file() and head_file.branch(linked) == "side"
+    assert head_name(Git(linked)) == by_git(linked) == "side"
+    # not a repository as git sees one (no object store): git is asked, and says so
+    fake = tmp_path / "fake"
+    (fake / ".git").mkdir(parents=True)
+    (fake / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert head_file.read(fake) is None and head_file.branch(fake) is None
+    with pytest.raises(RepoNotFound):
+        head_name(Git(fake))
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/.invalid\n")  # as reftable writes
+    assert head_file.branch(repo) is None

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from overlord.adapters.git import head_file
 from overlord.adapters.git.git import Git
 from overlord.adapters.git.locks import repo_lock
 from overlord.errors import DirtyTree, GitError, MissingBranch, OverlordError
@@ -42,8 +43,11 @@ def require_branch(git: Git, branch: str) -> str:
 
 
 def head_name(git: Git) -> str:
-    """The checked-out branch, or the commit when detached."""
-    return git.current_branch() or git.head()
+    """The checked-out branch, or the commit when detached; the branch is read from the
+    HEAD file when it plainly names one (``head_file``: no git process, and this is asked
+    before and after every step and at a plan's start and end)."""
+    branch = head_file.branch(git.path)
+    return branch or git.current_branch() or git.head()
 
 
 @contextmanager
