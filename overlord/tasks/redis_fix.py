@@ -19,5 +19,7 @@ def apply() -> None:
         return
     from redis import utils
 
-    setattr(utils, "get_lib_version", functools.cache(utils.get_lib_version))  # noqa: B010
+    original = getattr(utils, "get_lib_version", None)
+    if callable(original):  # a redis-py without it needs nothing
+        setattr(utils, "get_lib_version", functools.cache(original))  # noqa: B010
     _applied = True
