@@ -153,8 +153,11 @@ EMBEDDED_BROKER_STOP_WAIT = 5.0
 BRANCH_READ_THREADS = 8
 #: Repositories fetched at once by ``overlord status --fetch``.
 FETCH_THREADS = 32
-#: git processes ``overlord status`` keeps running at once (its reads are CPU-bound).
-SCAN_WIDTH = 8
+#: Threads that start ``overlord status``'s git calls (starting a process blocks its
+#: thread until the child has exec'd: one thread alone starts too few at once) ...
+SCAN_LANES = 8
+#: ... and git processes each of them keeps running.
+SCAN_WIDTH = 2
 #: ``overlord status``'s cache of merged-branch lists by commit id, in the state directory.
 STATUS_CACHE_FILE = "overlord-status-cache.json"
 #: Pending plans looked through for a schedule entry's proposal still waiting for a person.

@@ -1,11 +1,14 @@
-"""Many read-only git commands in many repositories at once, from one thread.
+"""Many read-only git commands in many repositories at once, from a few threads.
 
-``overlord status`` asks every repository the same two or three questions. A thread per
-repository, each blocked in its own ``communicate``, spends its time handing the GIL
-around; here one loop keeps at most ``width`` git processes running, reads whatever
-output is ready (``poll``), starts the next command as one ends and stops (with its
-process group) a command past its deadline. A ``Call`` ends with what ``Git.run`` would
-have given: its output, or the very error ``Git`` raises for it (``Git.checked``).
+``overlord status`` asks every repository the same two or three questions. Each of a few
+threads (``defaults.SCAN_LANES``) runs a loop that keeps at most ``width`` git processes
+running, reads whatever output is ready (``poll``), starts the next command as one ends
+and stops (with its process group) a command past its deadline. More than one thread,
+because starting a process blocks the thread that starts it until the child has exec'd
+(1000 calls of 500 repositories on a loaded 2-core machine: 1.45 s from one loop with 8
+running, 0.99 s from 8 loops with 1 each); not one per repository, whose threads would
+mostly hand the GIL around. A ``Call`` ends with what ``Git.run`` would have given: its
+output, or the very error ``Git`` raises for it (``Git.checked``).
 """
 
 from __future__ import annotations
@@ -91,13 +94,39 @@ class _Running:
 
 
 def run_all(
-    calls: Sequence[Call], width: int | None = None, *, stop: threading.Event | None = None
+    calls: Sequence[Call],
+    width: int | None = None,
+    *,
+    lanes: int | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
-    """Run every call not yet done, at most ``width`` at once; return when all have
-    ended (or, once ``stop`` is set, when the running ones are stopped: the rest stay
-    not done)."""
-    pending = deque(c for c in calls if not c.done)
+    """Run every call not yet done: ``lanes`` threads (this one among them) each keep at
+    most ``width`` running; return when all have ended (or, once ``stop`` is set, when
+    the running ones are stopped: the rest stay not done)."""
+    todo = [c for c in calls if not c.done]
     width = max(1, width or defaults.SCAN_WIDTH)
+    count = max(1, min(lanes or defaults.SCAN_LANES, len(todo)))
+    parts = [todo[i::count] for i in range(count)]
+    failed: list[BaseException] = []
+
+    def lane(part: list[Call]) -> None:
+        try:
+            _loop(part, width, stop)
+        except BaseException as exc:  # raised in the caller's thread below
+            failed.append(exc)
+
+    threads = [threading.Thread(target=lane, args=(part,), daemon=True) for part in parts[1:]]
+    for thread in threads:
+        thread.start()
+    lane(parts[0])
+    for thread in threads:
+        thread.join()
+    if failed:
+        raise failed[0]
+
+
+def _loop(calls: list[Call], width: int, stop: threading.Event | None) -> None:
+    pending = deque(calls)
     running: dict[int, _Running] = {}  # by each of its open descriptors
     poller = select.poll()
     try:
