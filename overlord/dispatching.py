@@ -81,10 +81,11 @@ def submit(
     config: Config, plan: DispatchPlan, verdict: Verdict, *, person: bool = False
 ) -> DispatchPlan:
     """Persist the plan: pending (a proposal) or queued (approved, about to run), with the
-    expected duration of each step."""
+    expected duration of each step (read here unless ``prepare`` read them)."""
     from overlord import durations
 
-    durations.expect(config, plan)
+    if not durations.expected(config, plan):
+        durations.expect(config, plan)
     plan.requires_approval = not verdict.execute
     plan.approval_reason = verdict.reason
     plan.person_approved = plan.person_approved or (person and verdict.execute)

@@ -68,6 +68,11 @@ def expect(config: Config, plan: DispatchPlan) -> DispatchPlan:
     return plan
 
 
+def expected(config: Config, plan: DispatchPlan) -> bool:
+    """Whether ``expect`` already gave ``plan`` its durations for ``config``'s slot count."""
+    return plan.options.get(SLOTS_OPTION) == config.dispatch.max_concurrent_steps
+
+
 def learn(url: str, plan: DispatchPlan) -> None:
     """Fold the durations of ``plan``'s successful steps into what is remembered."""
     runs: dict[Key, list[float]] = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from overlord import defaults, durations
+from overlord.core import approval
 from overlord.core.config import ActionKind
 from overlord.core.plan import DispatchPlan, DispatchStep, StepState, now
 from tests.dispatch_helpers import cli
@@ -76,6 +77,38 @@ def test_expect_uses_what_is_remembered_else_the_default(tmp_path: Path, workspa
     assert plan.step("s1").estimate_source == "remembered"
     assert plan.step("s2").estimate == 10 and plan.step("s2").estimate_source == "default"
     assert plan.options["max_concurrent_steps"] == config.dispatch.max_concurrent_steps
+
+
+def test_durations_are_read_once_per_dispatch(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``prepare`` reads the remembered durations; ``submit`` after it does not read them
+    again, and ``submit`` without ``prepare`` still does."""
+    from overlord import dispatching
+    from overlord.core import config as config_module
+
+    config = config_module.load(workspace.config_path)
+    assert config.state_url
+    durations.learn(
+        config.state_url,
+        DispatchPlan(task="t", steps=[ran("s1", "core", ActionKind.RUN_TESTS, 3.0)]),
+    )
+    reads: list[object] = []
+    read = durations.remembered
+    monkeypatch.setattr(durations, "remembered", lambda *a: reads.append(a) or read(*a))
+
+    def plan() -> DispatchPlan:
+        return DispatchPlan(
+            task="t", steps=[DispatchStep(id="s1", kind=ActionKind.RUN_TESTS, project="core")]
+        )
+
+    prepared = plan()
+    dispatching.submit(config, prepared, dispatching.prepare(config, prepared))
+    assert len(reads) == 1
+    assert prepared.step("s1").estimate == pytest.approx(3.0, abs=0.01)
+    unprepared = plan()
+    dispatching.submit(config, unprepared, approval.decide(config, unprepared))
+    assert len(reads) == 2 and unprepared.step("s1").estimate_source == "remembered"
 
 
 def test_dry_run_and_plans_show_give_expected_durations(synced_workspace: Workspace) -> None:
