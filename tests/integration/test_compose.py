@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -360,7 +361,9 @@ def test_compose_workers_run_plans_within_the_endpoint_limit(
     override = tmp_path / "host-network.yaml"
     override.write_text(HOST_NETWORK)
     project = f"overlord-test-{uuid.uuid4().hex[:6]}"
-    (tmp_path / "scratch").mkdir()
+    # short: the minions' relay sockets live there (AF_UNIX paths stop at 107 bytes, and
+    # tmp_path under pytest-xdist is longer by its popen-gwN/)
+    scratch = Path(tempfile.mkdtemp(prefix="ovc", dir="/tmp"))
     env = {
         **env_for_config(),
         "HOME": os.environ["HOME"],
@@ -372,7 +375,7 @@ def test_compose_workers_run_plans_within_the_endpoint_limit(
         "OVERLORD_UID": str(os.getuid()),
         "OVERLORD_GID": str(os.getgid()),
         "OVERLORD_DOCKER_SOCKET": host.removeprefix("unix://"),
-        "OVERLORD_SCRATCH": str(tmp_path / "scratch"),
+        "OVERLORD_SCRATCH": str(scratch),
     }
     base = [str(compose_binary()), "-p", project, "-f", str(COMPOSE_FILE), "-f", str(override)]
 
@@ -439,4 +442,5 @@ def test_compose_workers_run_plans_within_the_endpoint_limit(
         model.stop()
         down = run("down", "--timeout", "20", "--volumes", timeout=120)
         subprocess.run(["docker", "-H", host, "image", "rm", "-f", tag], capture_output=True)
+        shutil.rmtree(scratch, ignore_errors=True)
         assert down.returncode == 0, down.stderr
