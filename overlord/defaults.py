@@ -168,3 +168,5 @@ REF_CHECK_TIMEOUT = 30
 #: connection is switching it.
 SQLITE_WAL_ATTEMPTS = 50
 SQLITE_WAL_RETRY = 0.02
+#: Seconds a scheduled run waits for another firing of its entry to finish proposing.
+SCHEDULE_LOCK_TIMEOUT = 60.0

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
-from overlord import defaults, lifecycle, runner
+from overlord import defaults, lifecycle, runner, wiring
 from overlord.bad_input import preflight
 from overlord.core import approval, planner
 from overlord.core.approval import Verdict
@@ -198,16 +198,21 @@ def scheduled(
         verdict = approval.proposal(
             approval.decide(config, plan), f"preflight failed: {exc.message}"
         )
-    if not verdict.execute:
-        waiting = _pending_for(config, schedule)
-        if waiting is not None:  # one proposal per entry: the person has not answered yet
-            return {
-                "schedule": schedule,
-                "plan": waiting,
-                "state": PlanState.PENDING.value,
-                "reason": f"still waiting for approval: `overlord approve {waiting}`",
-            }
-    plan = submit(config, plan, verdict)
+    if verdict.execute:
+        plan = submit(config, plan, verdict)
+    else:
+        # firings of one entry may overlap (a worker runs several tasks at once, other
+        # workers theirs): looking for a waiting proposal and saving one is one step
+        with _entry_lock(config, schedule):
+            waiting = _pending_for(config, schedule)
+            if waiting is not None:  # one proposal per entry: the person has not answered
+                return {
+                    "schedule": schedule,
+                    "plan": waiting,
+                    "state": PlanState.PENDING.value,
+                    "reason": f"still waiting for approval: `overlord approve {waiting}`",
+                }
+            plan = submit(config, plan, verdict)
     if plan.state is PlanState.QUEUED:
         start(plan.id)
     return {
@@ -216,6 +221,13 @@ def scheduled(
         "state": plan_store(config).state(plan.id).value,
         "reason": verdict.reason,
     }
+
+
+def _entry_lock(config: Config, schedule: str) -> AbstractContextManager[str]:
+    """One holder at a time per schedule entry: across machines on the broker, else among
+    this process's threads."""
+    slots = wiring.slots(f"schedule:{schedule}", 1, broker=config.broker_url)
+    return slots.hold(timeout=defaults.SCHEDULE_LOCK_TIMEOUT)
 
 
 def _pending_for(config: Config, schedule: str) -> str | None:

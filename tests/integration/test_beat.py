@@ -157,6 +157,44 @@ def test_scheduled_run_executes_pre_approved_and_proposes_the_rest(
     assert [r["id"] for r in rows] == [proposed["plan"]]
 
 
+@pytest.mark.parametrize("mode", ["embedded", "redis"])
+def test_overlapping_firings_of_an_entry_save_one_proposal(workspace: Workspace, mode: str) -> None:
+    # A worker runs several beat firings at once, and workers on other machines run
+    # theirs: firings of one entry that overlap must still leave one proposal waiting.
+    import threading
+
+    from overlord import dispatching
+    from overlord.core.parser import parse_all
+    from overlord.core.registry import Registry
+
+    add_schedule(workspace, {"stale": ("0 3 * * *", "clean stale branches across all projects")})
+    path = configure(workspace, redis_db(DB) if mode == "redis" else None)
+    config = config_module.load(path)
+    firings = 6
+    barrier = threading.Barrier(firings)
+    answers: list[dict[str, object]] = []
+
+    def never(plan_id: str) -> None:
+        raise AssertionError(f"a proposal was started: {plan_id}")
+
+    def fire() -> None:
+        plan = dispatching.plan_intents(
+            config, parse_all(config.schedule["stale"].task, Registry(config))
+        )
+        barrier.wait()
+        answers.append(dispatching.scheduled(config, plan, schedule="stale", start=never))
+
+    threads = [threading.Thread(target=fire) for _ in range(firings)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == firings
+    pending = [r for r in plan_rows(str(config.state_url)) if r["state"] == "pending"]
+    assert len(pending) == 1, pending
+    assert {a["plan"] for a in answers} == {pending[0]["id"]}
+
+
 BEAT_SCRIPT = textwrap.dedent(
     """
     import sys
