@@ -98,6 +98,21 @@ def isolate_git_env(home: Path) -> dict[str, str]:
     return env
 
 
+def log_git_calls(tmp_path: Path, monkeypatch: Any) -> Path:
+    """Put a ``git`` first on PATH that appends its arguments to the returned file, then
+    runs the real git (for tests that count or inspect the git processes a command starts)."""
+    real = shutil.which("git")
+    assert real
+    shim_dir = tmp_path / "shim"
+    shim_dir.mkdir()
+    log = tmp_path / "calls.log"
+    shim = shim_dir / "git"
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim_dir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
 def apply_env(monkeypatch: Any, env: Mapping[str, str]) -> None:
     """Make os.environ equal *env* through a pytest ``monkeypatch`` (undone after the test)."""
     for key in list(os.environ):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from overlord.adapters.git.scanner import (
 from overlord.core import config as config_mod
 from overlord.core.config import Config
 from overlord.errors import ProjectLookupError
-from tests.kit import Workspace, add_commit, days_ago, git, make_dirty
+from tests.kit import Workspace, add_commit, days_ago, git, log_git_calls, make_dirty
 
 
 def _rows(ws: Workspace, **kwargs: object) -> dict[str, ProjectStatus]:
@@ -182,15 +181,7 @@ def test_classify_skips_protected_and_current() -> None:
 def test_few_git_calls_per_repo(
     workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = shutil.which("git")
-    assert real
-    shim_dir = tmp_path / "shim"
-    shim_dir.mkdir()
-    log = tmp_path / "calls.log"
-    shim = shim_dir / "git"
-    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
-    shim.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{shim_dir}{os.pathsep}{os.environ['PATH']}")
+    log = log_git_calls(tmp_path, monkeypatch)
     scan(config_mod.load(workspace.config_path))
     calls = log.read_text().splitlines()
     for name, path in workspace.repos.items():

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ from overlord import defaults
 from overlord.adapters.git.merged_cache import MergedCache, history_is_fixed, key
 from overlord.adapters.git.scanner import as_json, scan, scan_project
 from overlord.core import config as config_mod
-from tests.kit import Workspace, add_commit, days_ago, git
+from tests.kit import Workspace, add_commit, days_ago, git, log_git_calls
 
 
 def _cached(ws: Workspace) -> list[dict[str, Any]]:
@@ -42,26 +40,13 @@ def _names(row: dict[str, Any], field: str) -> list[str]:
     return [b["name"] for b in row[field]]
 
 
-def _git_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    real = shutil.which("git")
-    assert real
-    shim_dir = tmp_path / "shim"
-    shim_dir.mkdir()
-    log = tmp_path / "calls.log"
-    shim = shim_dir / "git"
-    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
-    shim.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{shim_dir}{os.pathsep}{os.environ['PATH']}")
-    return log
-
-
 def test_second_scan_asks_no_merged_question(
     workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = _cached(workspace)
     cache = workspace.config_path.parent / defaults.STATUS_CACHE_FILE
     assert str(workspace.repos["core"]) in json.loads(cache.read_text())["repos"]
-    log = _git_log(tmp_path, monkeypatch)
+    log = log_git_calls(tmp_path, monkeypatch)
     cfg = config_mod.load(workspace.config_path)
     again = as_json(scan(cfg))["projects"]
     assert [c for c in log.read_text().splitlines() if "--merged" in c] == []
