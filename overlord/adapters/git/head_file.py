@@ -34,13 +34,9 @@ def read(path: Path) -> str | None:
     whenever anything is unusual."""
     dotgit = path / ".git"
     try:
-        if dotgit.is_dir():
-            gitdir = dotgit
-        else:
-            text = dotgit.read_text(errors="strict")
-            if not text.startswith("gitdir: ") or text.count("\n") > 1:
-                return None
-            gitdir = path / text.removeprefix("gitdir: ").strip()
+        gitdir = git_dir(path)
+        if gitdir is None:
+            return None
         if not ((gitdir / "objects").is_dir() or (gitdir / "commondir").is_file()):
             return None  # not a repository as git sees one: let git say so
         head = gitdir / "HEAD"
@@ -53,6 +49,21 @@ def read(path: Path) -> str | None:
         return head.read_text(errors="strict").strip()
     except (OSError, ValueError):
         return None
+
+
+def git_dir(path: Path) -> Path | None:
+    """The git directory of the work tree at ``path`` as git finds it: ``.git`` itself, or
+    where a linked worktree's one-line ``gitdir:`` file points; None for anything else."""
+    dotgit = path / ".git"
+    try:
+        if dotgit.is_dir():
+            return dotgit
+        text = dotgit.read_text(errors="strict")
+    except (OSError, ValueError):
+        return None
+    if not text.startswith("gitdir: ") or text.count("\n") > 1:
+        return None
+    return path / text.removeprefix("gitdir: ").strip()
 
 
 def _plain(name: str) -> bool:

@@ -20,6 +20,8 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from overlord.adapters.git import head_file
+
 _VERSION = 1
 
 
@@ -30,24 +32,13 @@ def key(mains: Sequence[str], tips: Iterable[tuple[str, str]]) -> str:
 
 
 def _git_dirs(repo: Path) -> list[Path] | None:
-    """The git directory (and common directory) of the work tree ``repo``, found as
-    git finds them (``.git``, or a ``gitdir:`` file and its ``commondir``)."""
-    dotgit = repo / ".git"
+    """The git directory of the work tree ``repo`` (and its common directory, if any)."""
+    gitdir = head_file.git_dir(repo)
+    if gitdir is None:
+        return None
+    common = gitdir / "commondir"
     try:
-        if dotgit.is_dir():
-            gitdir = dotgit
-        elif dotgit.is_file():
-            line = dotgit.read_text().strip()
-            if not line.startswith("gitdir:"):
-                return None
-            gitdir = repo / line.removeprefix("gitdir:").strip()
-        else:
-            return None
-        dirs = [gitdir]
-        common = gitdir / "commondir"
-        if common.is_file():
-            dirs.append(gitdir / common.read_text().strip())
-        return dirs
+        return [gitdir, gitdir / common.read_text().strip()] if common.is_file() else [gitdir]
     except (OSError, UnicodeDecodeError):
         return None
 
