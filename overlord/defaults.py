@@ -160,6 +160,9 @@ SCAN_LANES = 8
 SCAN_WIDTH = 2
 #: ``overlord status``'s cache of merged-branch lists by commit id, in the state directory.
 STATUS_CACHE_FILE = "overlord-status-cache.json"
+#: What ``overlord status`` read of each configuration file it validated, by the file's
+#: SHA-256, in the state directory (``core.status_config``).
+CONFIG_DIGEST_FILE = "overlord-config-digest.json"
 #: Pending plans looked through for a schedule entry's proposal still waiting for a person.
 PENDING_PLANS_SCANNED = 200
 #: Seconds ``git check-ref-format`` may take when a branch or tag name is checked.

@@ -25,6 +25,8 @@ def entrypoint() -> None:
 
     sys.exit(
         outcome.run(
-            lambda: status_view.show(None, json=plain.json, fetch=False, config=plain.command)
+            lambda: status_view.show(
+                None, json=plain.json, fetch=False, config=plain.command, known=plain.known
+            )
         )
     )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from overlord.adapters.git.scanner import ProjectStatus
+    from overlord.core.status_config import StatusConfig
 
 
 def _age(iso: str, now: datetime) -> str:
@@ -94,16 +95,34 @@ def render(rows: list[ProjectStatus]) -> None:
             console.print(f"[yellow]warning:[/] {escape(row.name)}: {escape(warning)}")
 
 
-def show(projects: list[str] | None, *, json: bool, fetch: bool, config: str | None) -> None:
-    """Scan the projects (all, or those ``projects`` names) and print them."""
+def show(
+    projects: list[str] | None,
+    *,
+    json: bool,
+    fetch: bool,
+    config: str | None,
+    known: StatusConfig | None = None,
+) -> None:
+    """Scan the projects (all, or those ``projects`` names) and print them.
+
+    ``known``: what a plain ``status`` found in the configuration's digest for the file's
+    current bytes (``core.status_config``), used instead of validating it again.
+    """
     from overlord.adapters.git import prefetch, scanner
-    from overlord.cli.basics import load_config, print_json
-    from overlord.core.registry import Registry
+    from overlord.cli.basics import print_json
 
     early = prefetch.started()  # reads begun before the command line loaded, if any
-    cfg = load_config(config)
-    names = Registry(cfg).resolve_all(projects) if projects else None
-    rows = scanner.scan(cfg, names, fetch=fetch, early=early)
+    if known is not None and not projects:
+        rows = scanner.scan(known, fetch=fetch, early=early)
+    else:
+        from overlord.cli.basics import load_config
+        from overlord.core import status_config
+        from overlord.core.registry import Registry
+
+        cfg = load_config(config)
+        names = Registry(cfg).resolve_all(projects) if projects else None
+        rows = scanner.scan(cfg, names, fetch=fetch, early=early)
+        status_config.remember(cfg)
     if json:
         print_json(scanner.as_json(rows))
     else:

@@ -6,6 +6,7 @@ with one message naming the file, the key path and what is wrong.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from enum import StrEnum
@@ -25,11 +26,12 @@ from pydantic import (
 )
 
 from overlord import defaults
+from overlord.core.branch_model import BranchModel
 from overlord.core.config_file import config_path, expand
 from overlord.errors import ConfigError
 from overlord.kinds import ActionKind  # one kind per module of overlord/kinds/
 
-__all__ = ["Config", "config_path", "expand", "load", "parse"]
+__all__ = ["BranchModel", "Config", "config_path", "expand", "load", "parse"]
 
 
 class Level(StrEnum):
@@ -42,11 +44,6 @@ class Tier(StrEnum):
     LOCAL = "local"
     CLOUD_FAST = "cloud-fast"
     CLOUD_HEAVY = "cloud-heavy"
-
-
-class BranchModel(StrEnum):
-    DEVELOP_MAIN = "develop-main"
-    TRUNK = "trunk"
 
 
 class _Strict(BaseModel):
@@ -210,10 +207,23 @@ class Config(_Strict):
     notify: list[Webhook] = Field(default_factory=list)
 
     _source: Path | None = PrivateAttr(default=None)
+    _digest: str | None = PrivateAttr(default=None)
+    _as_written: tuple[str | None, dict[str, str]] = PrivateAttr(default=(None, {}))
 
     @property
     def source(self) -> Path | None:
         return self._source
+
+    @property
+    def digest(self) -> str | None:
+        """The SHA-256 of the bytes this configuration was validated from."""
+        return self._digest
+
+    @property
+    def as_written(self) -> tuple[str | None, dict[str, str]]:
+        """The workspace and each project's path as validated, before they were resolved
+        against the file's directory (``status_config`` resolves them again)."""
+        return self._as_written
 
     @property
     def state_dir(self) -> Path:
@@ -264,6 +274,11 @@ def parse(text: str, path: Path) -> Config:
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_describe(exc)}") from None
     config._source = path
+    config._digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    config._as_written = (
+        None if config.workspace is None else str(config.workspace),
+        {name: str(project.path) for name, project in config.projects.items()},
+    )
     _resolve(config, path)
     _check(config, path)
     from overlord.core import secrets

@@ -51,22 +51,33 @@ def mask_url(url: str) -> str:
     return _URL_PASSWORD.sub(rf"\1{MASK}@", url)
 
 
-def register(config: Config) -> None:
-    """Remember the secret names and URL passwords of a loaded configuration."""
+def of_config(config: Config) -> tuple[set[str], set[str]]:
+    """The secrets a configuration names: (variable names, values it carries itself:
+    URL passwords, webhook URLs written in the file)."""
+    names: set[str] = set()
+    values: set[str] = set()
     urls = [config.broker_url, config.state_url, config.minions.docker_url]
     for endpoint in config.models.values():
         if endpoint.api_key_env:
-            _names.add(endpoint.api_key_env)
+            names.add(endpoint.api_key_env)
         urls += [endpoint.endpoint, endpoint.health_check_url]
     for hook in config.notify:  # a webhook URL is a credential (Slack's carry a token)
         if hook.url_env:
-            _names.add(hook.url_env)
+            names.add(hook.url_env)
         elif hook.url and len(hook.url.split("/", 3)) > 3 and hook.url.split("/", 3)[3]:
-            _values.add(hook.url)
+            values.add(hook.url)
     for url in urls:
         password = url_password(url or "")
         if password:
-            _values.add(password)
+            values.add(password)
+    return names, values
+
+
+def register(config: Config) -> None:
+    """Remember the secret names and URL passwords of a loaded configuration."""
+    names, values = of_config(config)
+    _names.update(names)
+    _values.update(values)
 
 
 def add_names(names: Iterable[str]) -> None:
@@ -77,11 +88,7 @@ def add_names(names: Iterable[str]) -> None:
 
 def secret_names(config: Config | None = None) -> set[str]:
     """Names of the environment variables that hold secrets."""
-    names = set(_names)
-    if config is not None:
-        names |= {e.api_key_env for e in config.models.values() if e.api_key_env}
-        names |= {h.url_env for h in config.notify if h.url_env}
-    return names
+    return _names | of_config(config)[0] if config is not None else set(_names)
 
 
 def known_values(config: Config | None = None) -> list[str]:

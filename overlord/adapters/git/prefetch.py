@@ -25,7 +25,9 @@ from typing import Any, NamedTuple
 from overlord.adapters.git.batch import Call, run_all
 from overlord.adapters.git.git import Git
 from overlord.adapters.git.porcelain import REFS_ARGS, STATUS_ARGS
+from overlord.core import status_config
 from overlord.core.config_file import config_path, expand
+from overlord.core.status_config import StatusConfig
 
 _started: Prefetch | None = None
 
@@ -86,6 +88,7 @@ class Plain(NamedTuple):
     json: bool
     command: str | None  # the command's own --config
     group: str | None  # the one before the command (it sets $OVERLORD_CONFIG)
+    known: StatusConfig | None = None  # the file's digest, when these bytes were validated
 
 
 def plain_status(argv: Sequence[str]) -> Plain | None:
@@ -125,14 +128,24 @@ def begin(argv: Sequence[str]) -> Plain | None:
         return None
     if plain.group:
         os.environ["OVERLORD_CONFIG"] = plain.group
+    path = config_path(plain.command or None)
+    known = status_config.lookup(path)
     try:
-        calls = _calls(config_path(plain.command or None))
+        calls = _calls(path) if known is None else _known_calls(known)
     except Exception:  # the CLI reads the file again and says what is wrong with it
         return plain
+    plain = plain._replace(known=known)
     if calls:
         _started = Prefetch(calls)
         _started.start()
     return plain
+
+
+def _known_calls(known: StatusConfig) -> list[Call]:
+    from overlord.core import secrets
+
+    secrets.add_names(known.secret_names)
+    return [call for p in known.projects.values() for call in status_reads(Git(p.path))]
 
 
 def _calls(path: Path) -> list[Call]:

@@ -13,10 +13,9 @@ error text, never an exception.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, Field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from overlord import defaults
 from overlord.adapters.git import merged_cache
@@ -25,36 +24,44 @@ from overlord.adapters.git.git import Git
 from overlord.adapters.git.merged_cache import MergedCache, history_is_fixed
 from overlord.adapters.git.porcelain import SEP, merged_args, parse_date, parse_status_v2
 from overlord.adapters.git.prefetch import Prefetch, status_reads
-from overlord.core.config import BranchModel, Config, ProjectConfig
+from overlord.core.branch_model import main_line
+from overlord.core.status_config import StatusConfig, StatusProject
 from overlord.errors import OverlordError, ProjectLookupError
+
+if TYPE_CHECKING:
+    from overlord.core.config import Config, ProjectConfig
 
 _T = TypeVar("_T")
 
 
-class BranchInfo(BaseModel):
+@dataclass
+class BranchInfo:
     name: str
     sha: str
     last_commit: datetime
     age_days: int
 
 
-class TagInfo(BaseModel):
+@dataclass
+class TagInfo:
     name: str
     date: str
 
 
-class CommitInfo(BaseModel):
+@dataclass
+class CommitInfo:
     sha: str
     date: str
     subject: str
 
 
-class ProjectStatus(BaseModel):
+@dataclass
+class ProjectStatus:
     name: str
     path: str
     ok: bool = True
     error: str | None = None
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     branch: str | None = None
     detached: bool = False
     dirty: bool = False
@@ -65,17 +72,10 @@ class ProjectStatus(BaseModel):
     upstream: str | None = None
     ahead: int = 0
     behind: int = 0
-    stale_branches: list[BranchInfo] = Field(default_factory=list)
-    old_unmerged: list[BranchInfo] = Field(default_factory=list)
-    tags: list[TagInfo] = Field(default_factory=list)
+    stale_branches: list[BranchInfo] = field(default_factory=list)
+    old_unmerged: list[BranchInfo] = field(default_factory=list)
+    tags: list[TagInfo] = field(default_factory=list)
     last_commit: CommitInfo | None = None
-
-
-def main_line(project: ProjectConfig) -> list[str]:
-    """The branches a finished branch is merged into, by branch model."""
-    if project.branch_model is BranchModel.DEVELOP_MAIN:
-        return ["develop", "main"]
-    return ["main"]
 
 
 def _existing_mains(wanted: Sequence[str], branches: Iterable[str]) -> list[str]:
@@ -148,7 +148,7 @@ def stale_branches(
 
 def scan_project(
     name: str,
-    project: ProjectConfig,
+    project: ProjectConfig | StatusProject,
     days: int,
     *,
     fetch: bool = False,
@@ -159,7 +159,7 @@ def scan_project(
 
 
 def scan(
-    config: Config,
+    config: Config | StatusConfig,
     names: list[str] | None = None,
     *,
     fetch: bool = False,
@@ -171,6 +171,8 @@ def scan(
     ``early``: reads started before the configuration was validated (``prefetch``); one
     is used only where this configuration asks exactly the same of the same path.
     """
+    if not isinstance(config, StatusConfig):
+        config = StatusConfig.of(config)
     if names is not None:
         unknown = [n for n in names if n not in config.projects]
         if unknown:
@@ -185,7 +187,7 @@ def scan(
     cache = MergedCache(config.state_dir / defaults.STATUS_CACHE_FILE)
     rows = _scan(
         selected,
-        config.dispatch.stale_branch_days,
+        config.stale_branch_days,
         fetch=fetch,
         now=datetime.now(UTC),
         width=width,
@@ -197,7 +199,7 @@ def scan(
 
 
 def _scan(
-    selected: list[tuple[str, ProjectConfig]],
+    selected: Sequence[tuple[str, ProjectConfig | StatusProject]],
     days: int,
     *,
     fetch: bool,
@@ -222,7 +224,7 @@ def _scan(
             asks[i] = found
     merged_calls: dict[int, Call] = {}
     for i, found in asks.items():
-        mains = _existing_mains(main_line(selected[i][1]), found.tips)
+        mains = _existing_mains(main_line(selected[i][1].branch_model), found.tips)
         found.mains = mains
         if not mains or not _old_names(found.tips, days, now):
             found.merged = []
@@ -251,7 +253,9 @@ def _guarded(row: ProjectStatus, work: Callable[..., _T], *args: Any) -> _T | No
     return None
 
 
-def _fetch_all(rows: list[ProjectStatus], gits: list[Git], projects: list[ProjectConfig]) -> None:
+def _fetch_all(
+    rows: list[ProjectStatus], gits: list[Git], projects: list[ProjectConfig | StatusProject]
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     def fetch(i: int) -> None:
@@ -337,6 +341,17 @@ def _classify(
     )
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):  # as pydantic writes one: UTC as "Z"
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    return value
+
+
 def as_json(rows: Iterable[ProjectStatus]) -> dict[str, Any]:
     """The ``--json`` document of ``overlord status``."""
-    return {"projects": [row.model_dump(mode="json") for row in rows]}
+
+    def plain(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        return {key: _json_value(value) for key, value in items}
+
+    return {"projects": [asdict(row, dict_factory=plain) for row in rows]}
