@@ -21,14 +21,12 @@ URL, a webhook URL written in the file) is never recorded. Standard library only
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from overlord import __version__, defaults
+from overlord import __version__, cache_file, defaults
 from overlord.core.config_file import expand
 
 if TYPE_CHECKING:
@@ -94,24 +92,14 @@ def _digest_file(path: Path) -> Path:
     return path.parent / defaults.CONFIG_DIGEST_FILE
 
 
-def _entries(file: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(file.read_bytes())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(doc, dict) or doc.get("version") != _VERSION:
-        return {}
-    entries = doc.get("entries")
-    return entries if isinstance(entries, dict) else {}
-
-
 def remember(config: Config) -> None:
     """Record ``config`` (validated from the bytes ``config.digest`` names) for ``lookup``;
     nothing when it learned secret values, or when the file cannot be written."""
     from overlord.core import secrets
 
     path, key = config.source, config.digest
-    if path is None or key is None or secrets.of_config(config)[1]:
+    names, values = secrets.of_config(config)
+    if path is None or key is None or values:
         return
     workspace, paths = config.as_written
     entry = {
@@ -122,21 +110,15 @@ def remember(config: Config) -> None:
             for name, p in config.projects.items()
         ],
         "stale_branch_days": config.dispatch.stale_branch_days,
-        "secret_names": sorted(secrets.of_config(config)[0]),
+        "secret_names": sorted(names),
     }
     file = _digest_file(path)
-    entries = _entries(file)
+    entries = cache_file.load(file, _VERSION, "entries")
     if entries.get(key) == entry:
         return
     entries.pop(key, None)
     kept = {key: entry, **dict(list(entries.items())[: _KEPT - 1])}
-    try:
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".overlord-digest-")
-        with os.fdopen(fd, "w") as out:
-            json.dump({"version": _VERSION, "entries": kept}, out)
-        os.replace(tmp, file)
-    except OSError:
-        return
+    cache_file.save(file, _VERSION, "entries", kept)
 
 
 def lookup(path: Path) -> StatusConfig | None:
@@ -146,7 +128,7 @@ def lookup(path: Path) -> StatusConfig | None:
         key = hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
-    entry = _entries(_digest_file(path)).get(key)
+    entry = cache_file.load(_digest_file(path), _VERSION, "entries").get(key)
     if not isinstance(entry, dict) or entry.get("code") != code_fingerprint():
         return None
     try:

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from overlord import cache_file
 from overlord.adapters.git import head_file
 
 _VERSION = 1
@@ -64,13 +63,7 @@ class MergedCache:
         if self._entries is None:
             self._entries = {}
             if self.path is not None:
-                try:
-                    doc = json.loads(self.path.read_bytes())
-                    if isinstance(doc, dict) and doc.get("version") == _VERSION:
-                        repos = doc.get("repos")
-                        self._entries = repos if isinstance(repos, dict) else {}
-                except (OSError, ValueError):
-                    pass
+                self._entries = cache_file.load(self.path, _VERSION, "repos")
         return self._entries
 
     def get(self, repo: Path, question: str) -> list[str] | None:
@@ -96,16 +89,5 @@ class MergedCache:
         file or the new one)."""
         if self.path is None or not self._changed:
             return
-        doc = json.dumps({"version": _VERSION, "repos": self._load()}, separators=(",", ":"))
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".status-cache-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w") as out:
-                    out.write(doc)
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
-        except OSError:
-            return
-        self._changed = False
+        if cache_file.save(self.path, _VERSION, "repos", self._load()):
+            self._changed = False
