@@ -113,6 +113,42 @@ def log_git_calls(tmp_path: Path, monkeypatch: Any) -> Path:
     return log
 
 
+#: ``python -c ENTRY_PROBE ARGS`` runs ``overlord ARGS`` as the console script does and
+#: ends its stderr with ``LOADED [...]``: which of the libraries a command should load
+#: only when it needs them it did load (``entry_loaded`` reads it).
+ENTRY_PROBE = (
+    "import runpy, sys\n"
+    "sys.argv = ['overlord', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('overlord', run_name='__main__')\n"
+    "finally:\n"
+    "    heavy = ('typer', 'celery', 'docker', 'sqlalchemy', 'pydantic')\n"
+    "    print('LOADED', sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+)
+
+
+def run_entry(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``overlord ARGS`` through ``ENTRY_PROBE``, from the repository's root."""
+    return subprocess.run(
+        [sys.executable, "-c", ENTRY_PROBE, *args],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+def entry_loaded(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    """The libraries a ``run_entry`` command loaded, of those ``ENTRY_PROBE`` looks for."""
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("LOADED ")][-1]
+    return [
+        name.strip(" '")
+        for name in line.removeprefix("LOADED ").strip("[]").split(",")
+        if name.strip()
+    ]
+
+
 def apply_env(monkeypatch: Any, env: Mapping[str, str]) -> None:
     """Make os.environ equal *env* through a pytest ``monkeypatch`` (undone after the test)."""
     for key in list(os.environ):

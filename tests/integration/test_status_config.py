@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,36 +14,15 @@ import pytest
 from overlord import defaults
 from overlord.core import config as config_mod
 from overlord.core import status_config
-from tests.kit import Workspace
-
-ROOT = Path(__file__).resolve().parents[2]
-
-PROBE = (
-    "import runpy, sys\n"
-    "sys.argv = ['overlord', *sys.argv[1:]]\n"
-    "try:\n"
-    "    runpy.run_module('overlord', run_name='__main__')\n"
-    "finally:\n"
-    "    print('VALIDATED', 'pydantic' in sys.modules, file=sys.stderr)\n"
-)
+from tests.kit import Workspace, entry_loaded, run_entry
 
 
 def _status(config: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, bool]:
     """(exit code, stdout, whether pydantic was loaded) of a plain ``status --json``."""
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, "status", "--json", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-    )
+    proc = run_entry("status", "--json", *args, "--config", str(config), env=env)
     assert "Traceback" not in proc.stderr, proc.stderr
-    return (
-        proc.returncode,
-        proc.stdout if proc.returncode == 0 else proc.stderr,
-        ("VALIDATED True" in proc.stderr),
-    )
+    out = proc.stdout if proc.returncode == 0 else proc.stderr
+    return proc.returncode, out, "pydantic" in entry_loaded(proc)
 
 
 def _rows(out: str) -> list[dict]:  # type: ignore[type-arg]
