@@ -9,11 +9,18 @@ which Redis would only hand out again after the visibility timeout (an hour).
 
 Whoever notices first (the ``dispatch`` following the plan, the watchdog thread of any
 ``overlord worker`` and of ``overlord beat``) re-sends it: the step's unacknowledged message, with its place
-in the canvas (chain, chord), is moved back to its queue by kombu's own
-``restore_by_tag`` — a Redis transaction on the ``unacked`` hash, so of several noticers
-exactly one moves it — and that one records the re-send (an event) and resets the step
-to pending by compare-and-set. The redelivered step is claimed again and its
-idempotency check (``steps.execute``) keeps it from acting twice.
+in the canvas (chain, chord), is moved back to its queue as kombu's ``restore_by_tag`` does,
+in one Redis transaction on the ``unacked`` hash. Guarantee: each lost attempt of a step is
+re-sent by exactly one noticer, which alone records the re-send (one ``re-sent`` event) and
+resets the step to pending by compare-and-set. The transaction alone does not give it:
+kombu keeps a message's delivery tag when it is restored, so the redelivered message is
+back in ``unacked`` under the same tag as soon as a worker takes it, and a noticer that
+read the plan before the re-send (the step still ``running`` on the dead worker) would move
+the running message again. So the move also marks the message with the attempt it re-sends
+(``RESENT``, a property of the message, which kombu keeps through redelivery), and a
+message already marked for that attempt (or a later one) is left where it is. The
+redelivered step is claimed again and its idempotency check (``steps.execute``) keeps it
+from acting twice.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ from overlord.core.plan import PlanState, StepState, now
 log = logging.getLogger(__name__)
 
 PREFIX = "overlord:running:"
+#: The message property that says for which lost attempt of its step it was re-sent.
+RESENT = "overlord_resent_attempt"
 
 
 def distributed(app: Celery) -> bool:
@@ -124,7 +133,10 @@ def _message_tags(channel: Any, plan_id: str) -> dict[str, str]:
 
 
 def recover(app: Celery, config: Config, plan_id: str) -> list[str]:
-    """Re-send the lost steps of a running plan; one line for each step re-sent."""
+    """Re-send the lost steps of a running plan; one line for each step this call re-sent.
+
+    Callers may race (the following ``dispatch``, every watchdog): each lost attempt of a
+    step is re-sent, reset and recorded by exactly one of them (``_restore``)."""
     from overlord.wiring import plan_store
 
     if not distributed(app) or not config.state_url:
@@ -150,8 +162,8 @@ def recover(app: Celery, config: Config, plan_id: str) -> list[str]:
         tags = _message_tags(channel, plan_id)
         for step in suspects:
             tag = tags.get(step.id)
-            if tag is None or not _restore(channel, tag):
-                continue  # someone else re-sent it, or it is back in its queue already
+            if tag is None or not _restore(channel, tag, step.attempts):
+                continue  # someone else re-sent this attempt, or it was acknowledged
             line = (
                 f"re-sent step {step.id} ({step.kind.value} {step.project or ''}): its worker "
                 f"{step.worker} stopped answering"
@@ -162,8 +174,11 @@ def recover(app: Celery, config: Config, plan_id: str) -> list[str]:
     return sent
 
 
-def _restore(channel: Any, tag: str) -> bool:
-    """Move the unacknowledged message ``tag`` back to its queue; True if this call did."""
+def _restore(channel: Any, tag: str, attempt: int) -> bool:
+    """Move the unacknowledged message ``tag`` back to its queue, marked as the re-send of
+    the lost ``attempt`` of its step; True if this call did. A message marked for that
+    attempt already is another noticer's re-send, taken by a worker again under the same
+    tag: it stays where it is (False)."""
     client = channel.client
     if not client.hexists(channel.unacked_key, tag):
         return False
@@ -173,13 +188,18 @@ def _restore(channel: Any, tag: str) -> bool:
         moved.clear()  # a retry after a concurrent change starts again
         payload = pipe.hget(channel.unacked_key, tag)
         pipe.multi()
+        if not payload:
+            return  # acknowledged, or moved back by someone else, since the check above
+        message, exchange, routing_key = json.loads(payload)
+        properties = message.setdefault("properties", {})
+        if int(properties.get(RESENT, 0)) >= attempt:
+            return
+        properties[RESENT] = attempt
         pipe.zrem(channel.unacked_index_key, tag)
         pipe.hdel(channel.unacked_key, tag)
-        if payload:
-            message, exchange, routing_key = json.loads(payload)
-            # to the end the workers take from next (BRPOP): it was due long ago
-            channel._do_restore_message(message, exchange, routing_key, pipe, False)
-            moved.append(tag)
+        # to the end the workers take from next (BRPOP): it was due long ago
+        channel._do_restore_message(message, exchange, routing_key, pipe, False)
+        moved.append(tag)
 
     client.transaction(transaction, channel.unacked_key)
     return bool(moved)

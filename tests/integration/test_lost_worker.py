@@ -6,6 +6,9 @@ started. Nobody runs `resume`: the `dispatch` following the plan (and the fresh 
 watchdog) notices the steps whose heartbeat stopped and re-sends them. The plan succeeds
 within 60 s of the kill, every suite runs exactly once after the kill, and the suites
 killed with the worker did not go on running (their process groups died with it).
+
+Two noticers racing on one lost step (a real worker takes the message the first one
+re-sent) re-send it once: one `re-sent` event, one run.
 """
 
 from __future__ import annotations
@@ -13,14 +16,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from overlord import runner
+from overlord import defaults, dispatching, runner
+from overlord.core import approval
 from overlord.core.plan import PlanState, StepState
-from tests.dispatch_helpers import DB_CRASH, configure, overlord_argv, redis_db_url
+from overlord.tasks import liveness
+from overlord.tasks.app import make_app
+from tests.dispatch_helpers import DB_CRASH, configure, overlord_argv, plan_of, redis_db_url
 from tests.kit import Workspace, build_workspace, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -169,3 +177,110 @@ def test_cancel_stops_a_running_suite(tmp_path: Path, git_env: dict[str, str]) -
     assert "cancelled" in (plan.step("s1").error or "")
     time.sleep(7)
     assert not marker.exists()  # the suite's background child was stopped with it
+
+
+#: A worker that takes the next message of ``direct`` (unacknowledged) and dies at once,
+#: as a SIGKILLed one does: nothing restores the message.
+TAKE_AND_DIE = """
+import os, sys
+from overlord.core import config
+from overlord.tasks.app import make_app
+with make_app(config.load(sys.argv[1])).connection_for_read() as conn:
+    taken = conn.default_channel.basic_get("direct")
+    os._exit(0 if taken is not None else 3)
+"""
+
+
+def test_racing_noticers_resend_a_lost_step_once(
+    tmp_path: Path, git_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `recover` calls race on one lost step: the late one read the plan (step running
+    on the dead worker) before the early one re-sent it, and goes on after a live worker
+    took the redelivered message, which is back in the unacked hash under the same
+    delivery tag. Only the early one re-sends: one `re-sent` event, the suite runs once."""
+    ws = build_workspace(tmp_path / "ws", behind_upstream=False)
+    suites = tmp_path / "suites.log"
+    command = f"sh -c 'echo start >> {suites}; sleep 2; echo end >> {suites}'"
+    config = configure(
+        ws,
+        broker_url=redis_db_url(DB_CRASH),
+        projects={"core": {"test_command": command}},
+        autonomy={"global": "proactive"},
+    )
+    store = runner.store_for(config)
+    plan = plan_of(config, "run tests in core")
+    plan = dispatching.submit(config, plan, approval.decide(config, plan, yes=True))
+    runner.run(config, plan.id, detach=True)  # no worker yet: the message waits in `direct`
+    (step,) = plan.steps
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    taker = subprocess.run(
+        [sys.executable, "-c", TAKE_AND_DIE, str(ws.config_path)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=str(scratch),
+        capture_output=True,
+        timeout=60,
+    )
+    assert taker.returncode == 0, taker.stderr.decode()
+    assert store.claim(plan.id, step.id, "dead@nowhere") is not None  # as the dead one did
+    app = make_app(config)
+
+    def unacked() -> dict[str, str]:
+        with app.connection_for_read() as conn:
+            return liveness._message_tags(conn.default_channel, plan.id)
+
+    lost = unacked()
+    assert list(lost) == [step.id]
+    worker = _Worker(ws, tmp_path / "worker.log", scratch)
+
+    monkeypatch.setattr(defaults, "LOST_WORKER_SECONDS", 0)  # lost at once, in this process
+    early_done, late_waits = threading.Event(), threading.Event()
+    still_runs = liveness._still_runs
+
+    def claimed_again() -> bool:
+        return store.load_step(plan.id, step.id).worker not in (None, "dead@nowhere")
+
+    def slow_inspect(*args: object) -> bool:
+        answer = still_runs(*args)  # the dead worker does not answer: INSPECT_TIMEOUT
+        if threading.current_thread().name == "late":
+            late_waits.set()
+            early_done.wait(30)
+            wait_for(claimed_again, 30, "the live worker to take the re-sent step", poll=0.05)
+            held.update(unacked())
+        return answer
+
+    monkeypatch.setattr(liveness, "_still_runs", slow_inspect)
+    lines: dict[str, list[str]] = {}
+    held: dict[str, str] = {}
+
+    def late() -> None:
+        lines["late"] = liveness.recover(app, config, plan.id)
+
+    thread = threading.Thread(target=late, name="late")
+    try:
+        thread.start()
+        assert late_waits.wait(30)
+        lines["early"] = liveness.recover(app, config, plan.id)
+        early_done.set()
+        thread.join(60)
+        final = runner.wait(config, plan.id, timeout=60)
+        with app.connection_for_read() as conn:  # a second copy would still be on its way
+            channel = conn.default_channel
+
+            def drained() -> bool:
+                waiting = channel.queue_declare("direct").message_count
+                return waiting == 0 and not channel.client.hlen(channel.unacked_key)
+
+            wait_for(drained, 30, "the broker to hold no message of the plan", poll=0.1)
+    finally:
+        early_done.set()
+        worker.kill_group()
+    assert not thread.is_alive()
+    assert held == lost  # what the late one found: the running message, under the lost tag
+    assert len(lines["early"]) == 1, lines
+    assert lines["late"] == [], lines
+    resent = [e for e in store.events(plan.id) if e["kind"] == "re-sent"]
+    assert [e["step_id"] for e in resent] == [step.id], resent
+    assert final.state is PlanState.SUCCEEDED, final.state
+    assert _lines(suites) == ["start", "end"]  # run once, by the live worker
+    assert store.load_step(plan.id, step.id).attempts == 2
