@@ -192,7 +192,11 @@ def _restore(channel: Any, tag: str, attempt: int) -> bool:
             return  # acknowledged, or moved back by someone else, since the check above
         message, exchange, routing_key = json.loads(payload)
         properties = message.setdefault("properties", {})
-        if int(properties.get(RESENT, 0)) >= attempt:
+        try:  # the broker is not trusted: a mark that is no number marks nothing
+            marked = int(properties.get(RESENT, 0))
+        except (TypeError, ValueError):
+            marked = 0
+        if marked >= attempt:
             return
         properties[RESENT] = attempt
         pipe.zrem(channel.unacked_index_key, tag)
