@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from overlord import defaults, lifecycle, wiring
-from overlord.adapters.git import tested
+from overlord.adapters.git import head_file, tested
 from overlord.adapters.git.checkout import head_name
 from overlord.adapters.git.git import Git
 from overlord.core import approval
@@ -33,11 +33,14 @@ if TYPE_CHECKING:
 
 
 def _record_branches(config: Config, plan: DispatchPlan) -> dict[str, str | None]:
-    """What each repository has checked out before the plan runs (asked all at once)."""
+    """What each repository has checked out before the plan runs: read from its HEAD file
+    when that plainly names a branch, else asked of git (those all at once)."""
     from concurrent.futures import ThreadPoolExecutor
 
     branches: dict[str, str | None] = dict(plan.original_branches)
-    wanted = [p for p in plan.projects if p not in branches]
+    new = [p for p in plan.projects if p not in branches]
+    plain = {p: head_file.branch(config.projects[p].path) for p in new}
+    wanted = [p for p in new if plain[p] is None]
 
     def head(project: str) -> str | None:
         try:
@@ -47,9 +50,10 @@ def _record_branches(config: Config, plan: DispatchPlan) -> dict[str, str | None
 
     if len(wanted) > 1:
         with ThreadPoolExecutor(max_workers=min(defaults.BRANCH_READ_THREADS, len(wanted))) as pool:
-            branches.update(zip(wanted, pool.map(head, wanted), strict=True))
+            plain.update(zip(wanted, pool.map(head, wanted), strict=True))
     else:
-        branches.update((p, head(p)) for p in wanted)
+        plain.update((p, head(p)) for p in wanted)
+    branches.update((p, plain[p]) for p in new)
     return branches
 
 
