@@ -11,6 +11,10 @@ scanner adopts a prefetched call only where it asks exactly the same (argument l
 environment) of a path of that configuration (``Prefetch.adopt``); everything else is
 dropped. Anything unexpected (a file that does not parse, other arguments) means no
 prefetch, and the command then reports the configuration as it always does.
+
+When the file's very bytes were validated before (``core.status_config``: its digest),
+the paths come from the digest instead of the YAML, and ``begin`` hands the digest on
+(``Plain.known``) so that the command does not validate the file again.
 """
 
 from __future__ import annotations
@@ -128,9 +132,9 @@ def begin(argv: Sequence[str]) -> Plain | None:
         return None
     if plain.group:
         os.environ["OVERLORD_CONFIG"] = plain.group
-    path = config_path(plain.command or None)
-    known = status_config.lookup(path)
     try:
+        path = config_path(plain.command or None)
+        known = status_config.lookup(path)
         calls = _calls(path) if known is None else _known_calls(known)
     except Exception:  # the CLI reads the file again and says what is wrong with it
         return plain
