@@ -9,9 +9,10 @@ much, made from a validated ``Config`` (``StatusConfig.of``).
 
 After a status validated the file, ``remember`` records it in the state directory
 (``defaults.CONFIG_DIGEST_FILE``) under the SHA-256 of the very bytes validated and a
-fingerprint of Overlord's code. ``lookup`` gives it back for a file with exactly those
-bytes, read by exactly that code; anything else (another byte, an upgrade or an edit of
-Overlord, a digest that cannot be read) is a miss, and the command validates the file as
+fingerprint of the code that read them (Overlord's, pydantic's, PyYAML's). ``lookup``
+gives it back for a file with exactly those bytes, read by exactly that code; anything
+else (another byte, an upgrade or an edit of that code, a digest that cannot be read) is
+a miss, and the command validates the file as
 it always does. Paths are kept as written and resolved at each lookup exactly as
 ``config`` resolves them, since the environment and working directory may differ. Only
 names are kept: a configuration whose loading learns secret values (a password in a
@@ -72,10 +73,24 @@ class StatusConfig:
         return cls(config.source, projects, days, frozenset(names))
 
 
+#: The libraries that read and validate the file (found on the path, not imported).
+_READERS = ("pydantic", "pydantic_core", "yaml")
+
+
 def code_fingerprint() -> str:
-    """Overlord's version and the size and modification time of each of its modules:
-    what decides whether a file is valid, and what is read of it."""
+    """Overlord's version and the size and modification time of each of its modules and
+    of the libraries that read the file: what decides whether a file is valid, and what
+    is read of it (an upgrade or an edit of any of them is other code)."""
+    from importlib.util import find_spec
+
     found: list[str] = [__version__]
+    for name in _READERS:
+        spec = find_spec(name)
+        if spec is not None and spec.origin:
+            stat = os.stat(spec.origin)
+            found.append(f"{spec.origin}:{stat.st_size}:{stat.st_mtime_ns}")
+        else:
+            found.append(f"{name}: not found")
     pending = [str(_PACKAGE)]
     while pending:
         with os.scandir(pending.pop()) as entries:
@@ -101,9 +116,13 @@ def remember(config: Config) -> None:
     names, values = secrets.of_config(config)
     if path is None or key is None or values:
         return
+    try:
+        code = code_fingerprint()
+    except (OSError, ImportError, ValueError):
+        return
     workspace, paths = config.as_written
     entry = {
-        "code": code_fingerprint(),
+        "code": code,
         "workspace": workspace,
         "projects": [
             [name, paths[name], p.branch_model.value, p.remote]
@@ -129,9 +148,11 @@ def lookup(path: Path) -> StatusConfig | None:
     except OSError:
         return None
     entry = cache_file.load(_digest_file(path), _VERSION, "entries").get(key)
-    if not isinstance(entry, dict) or entry.get("code") != code_fingerprint():
+    if not isinstance(entry, dict):
         return None
     try:
+        if entry.get("code") != code_fingerprint():
+            return None
         config_dir = path.parent.resolve()
         workspace = entry["workspace"]
         base = expand(workspace, config_dir) if workspace is not None else config_dir
@@ -142,5 +163,5 @@ def lookup(path: Path) -> StatusConfig | None:
         return StatusConfig(
             path, projects, int(entry["stale_branch_days"]), frozenset(entry["secret_names"])
         )
-    except (KeyError, TypeError, ValueError, OSError):
+    except (KeyError, TypeError, ValueError, OSError, ImportError, RuntimeError):
         return None
