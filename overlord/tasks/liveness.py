@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -41,6 +40,7 @@ from celery import Celery
 from overlord import defaults
 from overlord.core.config import Config
 from overlord.core.plan import PlanState, StepState, now
+from overlord.renewer import RENEWER
 
 log = logging.getLogger(__name__)
 
@@ -66,58 +66,43 @@ def _beat_key(plan_id: str, step_id: str) -> str:
 
 
 class _Beats:
-    """The heartbeat keys of the steps running in this process, all renewed by one thread
-    every ``defaults.HEARTBEAT`` seconds (a thread per step cost a start and a join on
-    every step). A key is set before its step runs and deleted after; the renewals hold
-    the registry's lock while they write, so a key deleted once its step ended is never
-    written again. Counted: a step run twice at once in this process keeps its key until
-    both ended."""
+    """The heartbeat keys of the steps running in this process, each renewed every
+    ``defaults.HEARTBEAT`` seconds by the process's one renewal thread
+    (``overlord.renewer``): set before its step runs, deleted after, and never written
+    again once deleted. Counted: a step run twice at once in this process keeps its key
+    until both ended."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._keys: dict[str, tuple[Any, str, int, int]] = {}  # client, worker, ttl, count
-        self._thread: threading.Thread | None = None
-
-    @staticmethod
-    def _write(client: Any, key: str, worker: str, ttl: int) -> None:
-        try:
-            client.set(key, worker, px=ttl)
-        except Exception as exc:  # Redis hiccup: the next beat tries again
-            log.warning("heartbeat of %s not renewed: %s", key, exc)
+        self._keys: dict[str, tuple[int, int]] = {}  # key: (renewal id, count)
 
     def add(self, client: Any, key: str, worker: str, ttl: int) -> None:
-        self._write(client, key, worker, ttl)
-        with self._lock:
-            count = self._keys[key][3] if key in self._keys else 0
-            self._keys[key] = (client, worker, ttl, count + 1)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="overlord-heartbeats", daemon=True
-                )
-                self._thread.start()
+        def write() -> None:
+            try:
+                client.set(key, worker, px=ttl)
+            except Exception as exc:  # Redis hiccup: the next beat tries again
+                log.warning("heartbeat of %s not renewed: %s", key, exc)
 
-    def remove(self, key: str) -> None:
+        write()
         with self._lock:
-            client, worker, ttl, count = self._keys.pop(key)
+            ident, count = self._keys.get(key, (0, 0))
+            if not count:
+                ident = RENEWER.add(defaults.HEARTBEAT, write)
+            self._keys[key] = (ident, count + 1)
+
+    def remove(self, client: Any, key: str) -> None:
+        with self._lock:
+            ident, count = self._keys.pop(key)
             if count > 1:
-                self._keys[key] = (client, worker, ttl, count - 1)
+                self._keys[key] = (ident, count - 1)
                 return
+            RENEWER.remove(ident)
         with contextlib.suppress(Exception):
             client.delete(key)
 
-    def _run(self) -> None:
-        while True:
-            time.sleep(defaults.HEARTBEAT)
-            with self._lock:
-                if not self._keys:
-                    self._thread = None
-                    return
-                for key, (client, worker, ttl, _) in self._keys.items():
-                    self._write(client, key, worker, ttl)
-
 
 _BEATS = _Beats()
-# a forked child (a pool process) starts with none of its parent's keys, lock or thread
+# a forked child (a pool process) starts with none of its parent's keys or lock
 os.register_at_fork(after_in_child=lambda: _Beats.__init__(_BEATS))
 
 
@@ -130,12 +115,12 @@ def heartbeat(app: Celery, plan_id: str, step_id: str, worker: str) -> Iterator[
     if not distributed(app):
         yield
         return
-    key = _beat_key(plan_id, step_id)
-    _BEATS.add(_redis(app), key, worker, int(defaults.LOST_WORKER_SECONDS * 1000))
+    client, key = _redis(app), _beat_key(plan_id, step_id)
+    _BEATS.add(client, key, worker, int(defaults.LOST_WORKER_SECONDS * 1000))
     try:
         yield
     finally:
-        _BEATS.remove(key)
+        _BEATS.remove(client, key)
 
 
 def _still_runs(app: Celery, worker: str | None, plan_id: str, step_id: str) -> bool:
