@@ -6,12 +6,14 @@ messages sit in the broker until the worker consumes them, so ``in_process_worke
 builds and starts the worker in its own thread and returns at once, and the command
 records the plan's branches, saves its state and sends its canvas meanwhile. On exit it
 waits for the worker to be up (a worker stopped half-way through its start could hang),
-then stops it and wakes its event loop so it stops now.
+then stops it and wakes its event loop so it stops now, and then lets the tasks its pool
+still runs end (``finish_running_tasks``) while the broker is still up.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -92,11 +94,34 @@ def in_process_worker(
         hub = getattr(worker, "hub", None) if worker is not None else None
         if hub is not None:  # wake the event loop: left alone it sees the stop at its next poll
             hub.call_soon(_nothing)
+        deadline = time.monotonic() + shutdown_timeout
         thread.join(shutdown_timeout)
         state.should_terminate = None
+        if worker is not None:
+            finish_running_tasks(worker, max(deadline - time.monotonic(), 0.0))
         _set_task_join_will_block(joins_blocked)
         if thread.is_alive():
             raise RuntimeError(f"the in-process worker did not stop within {shutdown_timeout:g} s")
+
+
+def finish_running_tasks(worker: Any, timeout: float) -> None:
+    """Let the tasks the stopped ``worker``'s thread pool still runs end (at most
+    ``timeout`` s), and drop those it took but has not started.
+
+    The worker stops by a cold shutdown (``should_terminate``): its consumer takes no more
+    messages, but the thread pool's ``terminate`` does nothing, so a task whose body just
+    settled the plan (and ended the command's wait) may still be in Celery's tracer,
+    storing its result, counting a chord's part or sending its body, sending a chain's
+    next message or an error callback: all on the broker, which the caller stops next.
+    A task not started yet is cancelled: the command is over, and what it would have done
+    is still to do in the state database, where ``overlord resume`` finds it."""
+    executor = getattr(getattr(worker, "pool", None), "executor", None)
+    if executor is None:  # not a thread pool, or the pool was never created
+        return
+    executor.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + timeout
+    for running in list(getattr(executor, "_threads", ())):  # Celery's pool reads it too
+        running.join(max(deadline - time.monotonic(), 0.0))
 
 
 def _nothing() -> None:

@@ -145,6 +145,8 @@ class Runtime:
         return self._worker is not None and self._worker.ready(timeout)
 
     def close(self) -> None:
+        """Stop the worker (it takes no more messages, and the tasks it runs end, with
+        what Celery does after their bodies), then the server; put back what was changed."""
         self._stack.close()
 
     def _start_broker(self) -> str:

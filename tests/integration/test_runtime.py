@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -145,3 +146,51 @@ def _gone(process: psutil.Process) -> bool:
         return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def test_a_task_finishing_at_close_stores_its_result_before_the_server_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    # ``overlord.finish`` settles the plan in its body, which ends the command's wait;
+    # Celery then stores its result (and, for other tasks, counts a chord's part, sends a
+    # chain's next message, calls error callbacks) on the broker. Closing the runtime
+    # stopped the private server without waiting for that: "Exception raised outside
+    # body: ConnectionError ... r.sock". Here the store waits until the server stops
+    # (at most a moment): it must find the server still up.
+    from overlord import runner
+    from overlord.tasks.results import Results
+    from tests.dispatch_helpers import noop_plan, run_plan
+
+    stopped = threading.Event()
+    stored = threading.Event()
+    errors: list[BaseException] = []
+    stop, store = PrivateRedis.stop, Results.store_result
+
+    def stop_then_say_so(self: PrivateRedis) -> None:
+        stop(self)
+        stopped.set()
+
+    def late_store(self: Results, task_id: str, result: Any, state: str, *a: Any, **kw: Any) -> Any:
+        request = kw.get("request") or (a[1] if len(a) > 1 else None)
+        if getattr(request, "task", None) != "overlord.finish":
+            return store(self, task_id, result, state, *a, **kw)
+        stopped.wait(0.5)  # the old close stopped the server within milliseconds
+        try:
+            return store(self, task_id, result, state, *a, **kw)
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+        finally:
+            stored.set()
+
+    monkeypatch.setattr(PrivateRedis, "stop", stop_then_say_so)
+    monkeypatch.setattr(Results, "store_result", late_store)
+    config = Config.model_validate({"state_url": f"sqlite:///{tmp_path / 'state.db'}"})
+    done = run_plan(config, noop_plan("one step", [[0]]), yes=True)
+    assert done.state.value == "succeeded", (done.state, done.error)
+    assert stored.wait(10)  # the old close left it running: let it end either way
+    assert stopped.is_set()
+    assert errors == []
+    outside = [w for w in recwarn if "raised outside body" in str(w.message)]
+    assert outside == []
+    assert runner.store_for(config).load(done.id).state.value == "succeeded"
