@@ -1,10 +1,11 @@
 """Lost workers recovered without a person (SPEC §4.3), in distributed mode.
 
 A worker running a step keeps a key in Redis, ``overlord:running:<plan>/<step>`` (the
-worker's name), alive by renewing its expiry every ``defaults.HEARTBEAT`` seconds: the step's
-heartbeat. A step whose database row says ``running`` but whose heartbeat has run out
-(no renewal for ``defaults.LOST_WORKER_SECONDS``), and whose worker does not answer that it
-runs it, is lost: its worker died (SIGKILL, power, OOM) with the step's message unacknowledged,
+worker's name), alive by renewing its expiry every ``defaults.HEARTBEAT`` seconds from
+``defaults.HEARTBEAT`` seconds after the step started: the step's heartbeat. A step whose
+database row says ``running`` since over ``defaults.LOST_WORKER_SECONDS`` ago, whose
+heartbeat key is missing or has run out (no renewal for that long), and whose worker does
+not answer that it runs it, is lost: its worker died (SIGKILL, power, OOM) with the step's message unacknowledged,
 which Redis would only hand out again after the visibility timeout (an hour).
 
 Whoever notices first (the ``dispatch`` following the plan, the watchdog thread of any
@@ -66,39 +67,53 @@ def _beat_key(plan_id: str, step_id: str) -> str:
 
 
 class _Beats:
-    """The heartbeat keys of the steps running in this process, each renewed every
-    ``defaults.HEARTBEAT`` seconds by the process's one renewal thread
-    (``overlord.renewer``): set before its step runs, deleted after, and never written
-    again once deleted. Counted: a step run twice at once in this process keeps its key
-    until both ended."""
+    """The heartbeat keys of the steps running in this process, written by the process's
+    one renewal thread (``overlord.renewer``) every ``beat_every()`` seconds, the first
+    time that long after the step started: a step is suspected only once it started
+    ``defaults.LOST_WORKER_SECONDS`` ago, so a shorter step needs no key, and most steps
+    end without a round trip to Redis for their heartbeat. A key written is deleted when
+    its step ends, and never written again after (``remove`` waits for a write under
+    way). Counted: a step run twice at once in this process keeps its key until both
+    ended."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._keys: dict[str, tuple[int, int]] = {}  # key: (renewal id, count)
+        self._keys: dict[str, tuple[int, list[bool], int]] = {}  # id, [written], count
 
     def add(self, client: Any, key: str, worker: str, ttl: int) -> None:
-        def write() -> None:
-            try:
-                client.set(key, worker, px=ttl)
-            except Exception as exc:  # Redis hiccup: the next beat tries again
-                log.warning("heartbeat of %s not renewed: %s", key, exc)
-
-        write()
         with self._lock:
-            ident, count = self._keys.get(key, (0, 0))
-            if not count:
-                ident = RENEWER.add(defaults.HEARTBEAT, write)
-            self._keys[key] = (ident, count + 1)
+            if key in self._keys:
+                ident, written, count = self._keys[key]
+                self._keys[key] = (ident, written, count + 1)
+                return
+            written = [False]
+
+            def write() -> None:
+                written[0] = True  # before the call: a write that raised may have landed
+                try:
+                    client.set(key, worker, px=ttl)
+                except Exception as exc:  # Redis hiccup: the next beat tries again
+                    log.warning("heartbeat of %s not renewed: %s", key, exc)
+
+            self._keys[key] = (RENEWER.add(beat_every(), write), written, 1)
 
     def remove(self, client: Any, key: str) -> None:
         with self._lock:
-            ident, count = self._keys.pop(key)
+            ident, written, count = self._keys.pop(key)
             if count > 1:
-                self._keys[key] = (ident, count - 1)
+                self._keys[key] = (ident, written, count - 1)
                 return
             RENEWER.remove(ident)
-        with contextlib.suppress(Exception):
-            client.delete(key)
+        if written[0]:
+            with contextlib.suppress(Exception):
+                client.delete(key)
+
+
+def beat_every() -> float:
+    """Seconds between two writes of a running step's heartbeat key (and before the
+    first): ``defaults.HEARTBEAT``, or a third of ``defaults.LOST_WORKER_SECONDS`` when
+    that is less, so that a live step's key never runs out."""
+    return max(0.05, min(defaults.HEARTBEAT, defaults.LOST_WORKER_SECONDS / 3))
 
 
 _BEATS = _Beats()
@@ -109,14 +124,14 @@ os.register_at_fork(after_in_child=lambda: _Beats.__init__(_BEATS))
 @contextlib.contextmanager
 def heartbeat(app: Celery, plan_id: str, step_id: str, worker: str) -> Iterator[None]:
     """While the step runs, keep ``overlord:running:<plan>/<step>`` (the worker's name)
-    alive, renewed every ``defaults.HEARTBEAT`` seconds (distributed mode; nothing when embedded).
-    Not a lock: a redelivered step takes it over at once (the repository lock and the
-    step's claim keep two runs apart)."""
+    alive, written every ``beat_every()`` seconds from that long after the start
+    (distributed mode; nothing when embedded). Not a lock: a redelivered step takes it
+    over (the repository lock and the step's claim keep two runs apart)."""
     if not distributed(app):
         yield
         return
     client, key = _redis(app), _beat_key(plan_id, step_id)
-    _BEATS.add(client, key, worker, int(defaults.LOST_WORKER_SECONDS * 1000))
+    _BEATS.add(client, key, worker, max(1, int(defaults.LOST_WORKER_SECONDS * 1000)))
     try:
         yield
     finally:
