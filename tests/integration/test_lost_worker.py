@@ -25,6 +25,7 @@ import pytest
 
 from overlord import defaults, dispatching, runner
 from overlord.core import approval
+from overlord.core.config import Config
 from overlord.core.plan import PlanState, StepState
 from overlord.tasks import liveness
 from overlord.tasks.app import make_app
@@ -91,6 +92,18 @@ def ws(tmp_path: Path, git_env: dict[str, str]) -> Workspace:
     return ws
 
 
+def _core_suite(tmp_path: Path, command: str) -> tuple[Workspace, Config]:
+    """A workspace whose core suite is ``command``, dispatched on the crash tests' broker."""
+    ws = build_workspace(tmp_path / "ws", behind_upstream=False)
+    config = configure(
+        ws,
+        broker_url=redis_db_url(DB_CRASH),
+        projects={"core": {"test_command": command}},
+        autonomy={"global": "proactive"},
+    )
+    return ws, config
+
+
 def _lines(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
@@ -144,15 +157,9 @@ def test_killed_worker_group_is_recovered_without_resume(ws: Workspace, tmp_path
 def test_cancel_stops_a_running_suite(tmp_path: Path, git_env: dict[str, str]) -> None:
     """`overlord cancel` from another shell while a suite runs on a worker: the suite's
     process group is stopped (nothing it started survives), the plan reads cancelled."""
-    ws = build_workspace(tmp_path / "ws", behind_upstream=False)
     marker, started = tmp_path / "late", tmp_path / "started"
     command = f"sh -c 'touch {started}; (sleep 6; touch {marker}) & sleep 120'"
-    config = configure(
-        ws,
-        broker_url=redis_db_url(DB_CRASH),
-        projects={"core": {"test_command": command}},
-        autonomy={"global": "proactive"},
-    )
+    ws, config = _core_suite(tmp_path, command)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     worker = _Worker(ws, tmp_path / "worker.log", scratch)
@@ -198,15 +205,9 @@ def test_racing_noticers_resend_a_lost_step_once(
     on the dead worker) before the early one re-sent it, and goes on after a live worker
     took the redelivered message, which is back in the unacked hash under the same
     delivery tag. Only the early one re-sends: one `re-sent` event, the suite runs once."""
-    ws = build_workspace(tmp_path / "ws", behind_upstream=False)
     suites = tmp_path / "suites.log"
     command = f"sh -c 'echo start >> {suites}; sleep 2; echo end >> {suites}'"
-    config = configure(
-        ws,
-        broker_url=redis_db_url(DB_CRASH),
-        projects={"core": {"test_command": command}},
-        autonomy={"global": "proactive"},
-    )
+    ws, config = _core_suite(tmp_path, command)
     store = runner.store_for(config)
     plan = plan_of(config, "run tests in core")
     plan = dispatching.submit(config, plan, approval.decide(config, plan, yes=True))
