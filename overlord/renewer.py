@@ -1,15 +1,17 @@
-"""One thread per process that renews what the process holds while it works: the leases
-of semaphore slots and repository locks (``routing.semaphore``), the heartbeats of
-running steps (``tasks.liveness``).
+"""One thread per process that renews the heartbeats of the steps it runs
+(``tasks.liveness``).
 
-A thread started and joined for each held thing cost every step a start and a join,
+A thread started and joined for each running step cost every step a start and a join,
 under the GIL of a worker busy with other steps. Here each holder registers a function
 to call every ``interval`` seconds (``add``) and takes it back when done (``remove``).
 Guarantee: once ``remove`` returns, its function is not running and never runs again,
-so a holder may then release what it held without a renewal taking it back. The thread
-starts with the first registration and ends when none is left; a forked child starts
-with none of its parent's. A renewal that raises is logged and tried again at its next
-turn.
+so a holder may then clean up (delete its key) without a renewal writing it again. The
+thread starts with the first registration and ends when none is left; a forked child
+starts with none of its parent's. A renewal that raises is logged and tried again at its
+next turn.
+
+Leases that hold a limit or a repository (``routing.semaphore``) keep a thread each: one
+renewal stalled on a dead connection must not let every lease of the process run out.
 """
 
 from __future__ import annotations

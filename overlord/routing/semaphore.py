@@ -5,9 +5,8 @@ of ``ports.Slots`` (``overlord.local_slots`` is the in-process one).
 Slots live in a sorted set ``overlord:slots:<name>``: member = slot token, score = lease
 expiry in milliseconds of the Redis server's clock (one clock for every machine). A Lua
 script removes expired slots and takes one only while fewer than ``limit`` are held, in
-one atomic step. A holder refreshes its lease while it works (``hold`` registers the renewal with the
-process's renewal thread, ``overlord.renewer``); a slot of a SIGKILLed process comes back
-when its lease runs out.
+one atomic step. A holder refreshes its lease while it works (``hold`` runs a heartbeat
+thread); a slot of a SIGKILLed process comes back when its lease runs out.
 
 A release also pushes a token to the list ``<key>:free``, on which waiters block (BLPOP)
 between two tries: a freed slot is handed over at once, not at a waiter's next poll. The
@@ -19,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from overlord import defaults
 from overlord.core.config import Config, ModelEndpoint
 from overlord.errors import SlotTimeout
-from overlord.renewer import RENEWER
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -212,31 +211,42 @@ class Semaphore:
                 f"({self.in_use()}/{self.limit} in use)",
                 f"wait and retry, or raise models.{self.name}.concurrent",
             )
-        ident = RENEWER.add(self.beat_interval, lambda: self._renew(got))
+        stop, retaken = threading.Event(), threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat, args=(got, stop, retaken), name=f"slot-{self.name}", daemon=True
+        )
+        beat.start()
         try:
             yield got
         finally:
-            # no renewal runs once ``remove`` returns: none can take the slot back after
-            # the release
-            RENEWER.remove(ident)
+            # Stop the heartbeat before the release (it never retakes a slot once stop is
+            # set) but wait for it only after: the next holder need not wait for a thread.
+            stop.set()
             try:
                 self.release(got)
             except Exception as exc:  # the lease returns the slot anyway
                 log.warning("slot %s of %s not released: %s", got, self.name, exc)
+            beat.join(timeout=1.0)
+            if retaken.is_set():  # the heartbeat retook a lost slot while we released
+                with contextlib.suppress(Exception):
+                    self.release(got)
 
     @property
     def beat_interval(self) -> float:
         """Seconds between two renewals of a held lease."""
         return self.lease_seconds / 3
 
-    def _renew(self, token: str) -> None:
-        try:
-            if not self.refresh(token):
-                # The lease ran out (a long pause?): take a slot again if one is free.
-                if not self.try_acquire(token):
-                    log.warning("slot %s of %s lost; no free slot to retake", token, self.name)
-        except Exception as exc:  # Redis hiccup: keep trying until the lease is gone
-            log.warning("slot %s of %s not refreshed: %s", token, self.name, exc)
+    def _heartbeat(self, token: str, stop: threading.Event, retaken: threading.Event) -> None:
+        while not stop.wait(self.beat_interval):
+            try:
+                if not self.refresh(token) and not stop.is_set():
+                    # The lease ran out (a long pause?): take a slot again if one is free.
+                    if self.try_acquire(token):
+                        retaken.set()
+                    else:
+                        log.warning("slot %s of %s lost; no free slot to retake", token, self.name)
+            except Exception as exc:  # Redis hiccup: keep trying until the lease is gone
+                log.warning("slot %s of %s not refreshed: %s", token, self.name, exc)
 
 
 def in_flight(redis: Redis, config: Config) -> dict[str, int]:
