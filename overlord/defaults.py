@@ -61,10 +61,11 @@ FOLLOW_POLL = 0.1
 #: Seconds between two looks for lost workers' steps while following a distributed plan.
 FOLLOW_TICK = 5.0
 #: Seconds between two reads of a plan's state while waiting for it to settle (a transition
-#: made in this process, by an in-process worker, ends the wait at once): when workers in
-#: other processes run it, and in embedded mode, where only a command in another shell
-#: (``overlord cancel``) changes it from outside.
+#: made in this process, by an in-process worker, ends the wait at once), when workers in
+#: other processes run it ...
 FOLLOW_STATE_POLL = 0.02
+#: ... and in embedded mode, where only a command in another shell (``overlord cancel``)
+#: changes it from outside.
 FOLLOW_STATE_POLL_EMBEDDED = 0.5
 #: Seconds between two looks, by a worker's (or beat's) watchdog, at the running plans.
 WATCHDOG_INTERVAL = 10.0

@@ -27,7 +27,7 @@ from pydantic import (
 
 from overlord import defaults
 from overlord.core.branch_model import BranchModel
-from overlord.core.config_file import config_path, expand
+from overlord.core.config_file import config_path, expand, workspace_base
 from overlord.errors import ConfigError
 from overlord.kinds import ActionKind  # one kind per module of overlord/kinds/
 
@@ -322,9 +322,9 @@ def _describe(exc: ValidationError) -> str:
 
 def _resolve(config: Config, path: Path) -> None:
     config_dir = path.parent.resolve()
+    base = workspace_base(path, config.workspace)
     if config.workspace is not None:
-        config.workspace = expand(config.workspace, config_dir)
-    base = config.workspace or config_dir
+        config.workspace = base
     for name, project in config.projects.items():
         project.name = name
         project.path = expand(project.path, base)

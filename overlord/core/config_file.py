@@ -26,3 +26,10 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 def expand(value: str | Path, base: Path) -> Path:
     path = Path(os.path.expandvars(str(value))).expanduser()
     return path if path.is_absolute() else (base / path)
+
+
+def workspace_base(path: Path, workspace: str | Path | None) -> Path:
+    """The directory the projects' paths in the file at ``path`` are relative to: its
+    ``workspace`` (itself relative to the file's directory), else that directory."""
+    config_dir = path.parent.resolve()
+    return config_dir if workspace is None else expand(workspace, config_dir)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from overlord import __version__, cache_file, defaults
-from overlord.core.config_file import expand
+from overlord.core.config_file import expand, workspace_base
 
 if TYPE_CHECKING:
     from overlord.core.config import Config
@@ -153,9 +153,7 @@ def lookup(path: Path) -> StatusConfig | None:
     try:
         if entry.get("code") != code_fingerprint():
             return None
-        config_dir = path.parent.resolve()
-        workspace = entry["workspace"]
-        base = expand(workspace, config_dir) if workspace is not None else config_dir
+        base = workspace_base(path, entry["workspace"])
         projects = {
             name: StatusProject(name, expand(where, base), model, remote)
             for name, where, model, remote in entry["projects"]

@@ -72,10 +72,9 @@ def _decode(data: bytes) -> str:
 class _Running:
     def __init__(self, call: Call, proc: subprocess.Popen[bytes], deadline: float) -> None:
         self.call, self.proc, self.deadline = call, proc, deadline
-        self.out: dict[int, list[bytes]] = {}
         assert proc.stdout is not None and proc.stderr is not None
         self.stdout_fd, self.stderr_fd = proc.stdout.fileno(), proc.stderr.fileno()
-        self.out = {self.stdout_fd: [], self.stderr_fd: []}
+        self.out: dict[int, list[bytes]] = {self.stdout_fd: [], self.stderr_fd: []}
 
     def finish(self, timed_out: bool) -> None:
         self.proc.wait()

@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from overlord import defaults
+from overlord.adapters.git.porcelain import SEP as _SEP
 from overlord.adapters.git.porcelain import parse_date, parse_status_v2
 from overlord.adapters.git.refs import branch_ref, check_branch, tag_ref, without_repository_vars
 from overlord.errors import GitError, RepoNotFound
 
-__all__ = ["Git", "parse_date", "parse_status_v2"]
-
-_SEP = "\x1f"  # field separator in --format strings (unit separator, never in ref names)
 _NOT_A_REPO = ("not a git repository", "cannot change to")
 _OPERATIONS = (
     ("MERGE_HEAD", "merge"),

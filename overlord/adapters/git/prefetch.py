@@ -30,8 +30,7 @@ from overlord.adapters.git.batch import Call, run_all
 from overlord.adapters.git.git import Git
 from overlord.adapters.git.porcelain import REFS_ARGS, STATUS_ARGS
 from overlord.core import status_config
-from overlord.core.config_file import config_path, expand
-from overlord.core.status_config import StatusConfig
+from overlord.core.config_file import config_path, expand, workspace_base
 
 _started: Prefetch | None = None
 
@@ -92,7 +91,8 @@ class Plain(NamedTuple):
     json: bool
     command: str | None  # the command's own --config
     group: str | None  # the one before the command (it sets $OVERLORD_CONFIG)
-    known: StatusConfig | None = None  # the file's digest, when these bytes were validated
+    #: the file's digest, when these very bytes were validated before
+    known: status_config.StatusConfig | None = None
 
 
 def plain_status(argv: Sequence[str]) -> Plain | None:
@@ -145,7 +145,7 @@ def begin(argv: Sequence[str]) -> Plain | None:
     return plain
 
 
-def _known_calls(known: StatusConfig) -> list[Call]:
+def _known_calls(known: status_config.StatusConfig) -> list[Call]:
     from overlord.core import secrets
 
     secrets.add_names(known.secret_names)
@@ -160,9 +160,8 @@ def _calls(path: Path) -> list[Call]:
     if not isinstance(projects, dict):
         return []
     _register_secret_names(data)
-    config_dir = path.parent.resolve()
     workspace = data.get("workspace")
-    base = expand(workspace, config_dir) if isinstance(workspace, str) else config_dir
+    base = workspace_base(path, workspace if isinstance(workspace, str) else None)
     calls: list[Call] = []
     for project in projects.values():
         where = project.get("path") if isinstance(project, dict) else None

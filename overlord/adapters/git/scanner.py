@@ -1,6 +1,6 @@
 """The state of every project's repository, scanned in parallel (``overlord status``).
 
-Each repository costs two git calls, run for all repositories at once from one thread
+Each repository costs two git calls, run for all repositories at once from a few threads
 (``batch``): ``status --porcelain=v2 --branch`` (branch, upstream, ahead/behind, path
 counts) and one ``for-each-ref`` over branches and tags (tips, dates, subjects). Only
 when some branch is old enough to be stale, and the answer for these very tips is not in
